@@ -1,0 +1,136 @@
+"""signsim command line: a thin Typer adapter; each command calls one library function.
+
+Errors from the library (:class:`sim.errors.SignsimError`) are printed as one paragraph
+and the command exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from sim.errors import SignsimError
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="signsim",
+    help="Agent-based signed social-network simulator with learned dynamics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DbOption = Annotated[
+    str,
+    typer.Option("--db", help="Database: a file path (SQLite) or a SQLAlchemy URL (postgresql://...)."),
+]
+
+
+def friendly(func: F) -> F:
+    """Turn SignsimError (and a missing file) into a one-paragraph message and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SignsimError as exc:
+            typer.secho(f"Error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            typer.secho("Interrupted; everything committed so far is kept.", err=True)
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _echo_path(label: str, path: Path | str) -> None:
+    typer.echo(f"{label}: {path}")
+
+
+@app.command()
+@friendly
+def simulate(
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario file whose settings to use (optional).")
+    ] = None,
+    db: DbOption = "signsim.db",
+    arm: Annotated[str | None, typer.Option(help="Arm of the scenario (default: its baseline).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the run.")] = 0,
+    agents: Annotated[int | None, typer.Option(help="Override the number of agents.")] = None,
+    horizon: Annotated[float | None, typer.Option(help="Override the horizon in days.")] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(help="Override the network: sbm, barabasi_albert, watts_strogatz, none."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Simulate one run and stream every interaction into the database."""
+    from sim.simulate import simulate as run_simulation
+
+    result = run_simulation(db, scenario_path=str(scenario) if scenario else None, arm=arm,
+                            seed=seed, n_agents=agents, horizon=horizon, network=network,
+                            progress=progress)
+    typer.echo(f"run {result.run_id}: {result.events} events in {result.seconds:.2f} s "
+               f"({result.events_per_s:,.0f} events/s) -> {db}")
+
+
+@app.command()
+@friendly
+def runs(
+    db: DbOption = "signsim.db",
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """List the runs in a database."""
+    from sim.query import format_frame, run_query
+
+    typer.echo(format_frame(run_query(db, RUNS_SQL), fmt))
+
+
+RUNS_SQL = (
+    "SELECT id, scenario, arm, seed, kind, status, n_agents, n_interactions, horizon, "
+    "started_at, finished_at FROM runs ORDER BY id"
+)
+
+
+@app.command()
+@friendly
+def query(
+    sql: Annotated[str, typer.Argument(help="One read-only SQL statement (SELECT ...).")],
+    db: DbOption = "signsim.db",
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Run a read-only SQL query; writes are refused."""
+    from sim.query import format_frame, run_query
+
+    typer.echo(format_frame(run_query(db, sql), fmt))
+
+
+@app.command()
+@friendly
+def validate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file to check.")],
+) -> None:
+    """Check a scenario file without running it."""
+    from sim.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    typer.echo(f"{scenario}: OK: scenario '{sc.name}', {len(sc.arms)} arms "
+               f"({', '.join(a.name for a in sc.arms)}), {len(sc.seeds)} seeds, "
+               f"horizon {sc.arms[0].config.horizon:g} days")
+
+
+def main() -> None:
+    """Entry point used by ``python cli.py``."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Leakage-free online features of node pairs, computed from past events only.
+
+:class:`OnlineFeatures` keeps per-node counters and a pair table, updated only by
+:meth:`OnlineFeatures.observe` with true events; :meth:`OnlineFeatures.query` reads them
+for any ``(u, v)`` pair as they stood before the current batch. The same state serves
+the model's heads (all features) and the feature-based baselines (the count features).
+
+Features (``FEATURE_NAMES``), for a pair ``u -> v`` at reference time ``t``:
+counts (log1p) of positive/negative interactions ``u`` and ``v`` received and gave,
+log1p pair counts ``u->v`` and ``v->u``; ``v``'s smoothed share of negatives received,
+mean signed weight received and the minimum of 0 and the signed weights received; ``u``'s smoothed share of negatives given and
+mean signed weight given; ``v``'s last received sign and log1p time since, ``u``'s last
+given sign and log1p time since; event-count EMAs of negatives given by ``u`` and
+received by ``v``; the last sign ``u->v`` and ``v->u`` (0 if none); goodness of ``v`` and
+fairness of ``u`` (Kumar et al., ICDM 2016) over all past events; log1p ages of ``v`` and
+``u`` since first seen (-1 when unseen).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from models.memory import group_positions
+
+__all__ = ["COUNT_FEATURES", "FEATURE_NAMES", "NUM_FEATURES", "OnlineFeatures", "PairTable"]
+
+FEATURE_NAMES = (
+    "u_in_pos", "u_in_neg", "u_out_pos", "u_out_neg",
+    "v_in_pos", "v_in_neg", "v_out_pos", "v_out_neg",
+    "pair_count_uv", "pair_count_vu",
+    "v_neg_share_in", "v_mean_sw_in", "v_min_sw_in", "u_neg_share_out", "u_mean_sw_out",
+    "v_last_in_sign", "v_since_last_in", "u_last_out_sign", "u_since_last_out",
+    "u_ema_neg_out", "v_ema_neg_in", "pair_last_sign_uv", "pair_last_sign_vu",
+    "v_goodness", "u_fairness", "v_age", "u_age",
+)
+NUM_FEATURES = len(FEATURE_NAMES)
+COUNT_FEATURES = tuple(range(10))
+"""Indices of the degree and sign-count features (what the count baselines read)."""
+
+_PRIOR_NEG = 0.1  # smoothing prior for negative shares
+_EMA = 0.7  # per-event decay of the negativity EMAs
+
+
+class PairTable:
+    """Last sign and count of every directed pair seen so far (a dict on the CPU)."""
+
+    def __init__(self, num_nodes: int) -> None:
+        self.num_nodes = num_nodes
+        self.table: dict[int, tuple[int, float, float]] = {}
+
+    def reset(self) -> None:
+        """Forget every pair."""
+        self.table.clear()
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def lookup(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(count, last_sign, last_time)`` of each pair ``u[i] -> v[i]`` (zeros if unseen)."""
+        keys = (u.cpu() * self.num_nodes + v.cpu()).tolist()
+        get = self.table.get
+        rows = [get(k, (0, 0.0, 0.0)) for k in keys]
+        out = torch.tensor(rows, dtype=torch.float64).reshape(len(rows), 3).to(u.device)
+        return out[:, 0].float(), out[:, 1].float(), out[:, 2]
+
+    def observe(self, u: Tensor, v: Tensor, sign: Tensor, t: Tensor) -> None:
+        """Record true events in order."""
+        keys = (u.cpu() * self.num_nodes + v.cpu()).tolist()
+        table = self.table
+        for k, s, tt in zip(keys, sign.cpu().tolist(), t.cpu().tolist(), strict=True):
+            old = table.get(k)
+            table[k] = ((old[0] + 1) if old else 1, s, tt)
+
+
+class OnlineFeatures(nn.Module):
+    """Per-node counters and pair history for leakage-free pair features.
+
+    Args:
+        num_nodes: Number of nodes.
+        fg_iters: Fairness/goodness iterations per observed batch (warm-started).
+    """
+
+    def __init__(self, num_nodes: int, fg_iters: int = 3) -> None:
+        super().__init__()
+        self.num_nodes = num_nodes
+        self.fg_iters = fg_iters
+        for name in ("in_pos", "in_neg", "out_pos", "out_neg", "in_sw", "out_sw", "in_min",
+                     "last_in_sign", "last_out_sign", "ema_in", "ema_out", "goodness"):
+            self.register_buffer(name, torch.zeros(num_nodes), persistent=False)
+        for name in ("last_in_t", "last_out_t", "first_t"):
+            self.register_buffer(name, torch.full((num_nodes,), -1.0), persistent=False)
+        self.register_buffer("fairness", torch.ones(num_nodes), persistent=False)
+        self.pairs = PairTable(num_nodes)
+        self._hist: list[tuple[Tensor, Tensor, Tensor]] = []  # (src, dst, signed weight)
+
+    def reset_state(self) -> None:
+        """Forget every event."""
+        for name in ("in_pos", "in_neg", "out_pos", "out_neg", "in_sw", "out_sw", "in_min",
+                     "last_in_sign", "last_out_sign", "ema_in", "ema_out", "goodness"):
+            getattr(self, name).zero_()
+        for name in ("last_in_t", "last_out_t", "first_t"):
+            getattr(self, name).fill_(-1.0)
+        self.fairness.fill_(1.0)
+        self.pairs.reset()
+        self._hist = []
+
+    @torch.no_grad()
+    def query(self, u: Tensor, v: Tensor, t_ref: float, *, counts_only: bool = False) -> Tensor:
+        """Features of pairs ``u[i] -> v[i]`` as of before the current batch.
+
+        Args:
+            u: Source node indices.
+            v: Destination node indices.
+            t_ref: Reference time (the current batch's first event time).
+            counts_only: Return only :data:`COUNT_FEATURES`.
+
+        Returns:
+            ``[len(u), NUM_FEATURES]`` (or ``[len(u), 10]``) float tensor.
+        """
+        c_uv, s_uv, _ = self.pairs.lookup(u, v)
+        c_vu, s_vu, _ = self.pairs.lookup(v, u)
+        cols = [
+            self.in_pos[u], self.in_neg[u], self.out_pos[u], self.out_neg[u],
+            self.in_pos[v], self.in_neg[v], self.out_pos[v], self.out_neg[v], c_uv, c_vu,
+        ]
+        counts = torch.log1p(torch.stack(cols, dim=-1))
+        if counts_only:
+            return counts
+        in_deg = self.in_pos[v] + self.in_neg[v]
+        out_deg = self.out_pos[u] + self.out_neg[u]
+
+        def since(last: Tensor) -> Tensor:
+            return torch.where(last >= 0, torch.log1p((t_ref - last).clamp(min=0)), -1.0)
+
+        rest = [
+            (self.in_neg[v] + _PRIOR_NEG) / (in_deg + 1.0),
+            self.in_sw[v] / in_deg.clamp(min=1.0),
+            self.in_min[v],
+            (self.out_neg[u] + _PRIOR_NEG) / (out_deg + 1.0),
+            self.out_sw[u] / out_deg.clamp(min=1.0),
+            self.last_in_sign[v], since(self.last_in_t[v]),
+            self.last_out_sign[u], since(self.last_out_t[u]),
+            self.ema_out[u], self.ema_in[v], s_uv, s_vu,
+            self.goodness[v], self.fairness[u],
+            since(self.first_t[v]), since(self.first_t[u]),
+        ]
+        return torch.cat([counts, torch.stack(rest, dim=-1)], dim=-1)
+
+    @torch.no_grad()
+    def observe(self, src: Tensor, dst: Tensor, t: Tensor, sign: Tensor, weight: Tensor) -> None:
+        """Update every counter with a batch of true events."""
+        if src.numel() == 0:
+            return
+        pos = (sign > 0).to(self.in_pos.dtype)
+        neg = 1.0 - pos
+        sw = sign * weight
+        self.in_pos.index_add_(0, dst, pos)
+        self.in_neg.index_add_(0, dst, neg)
+        self.out_pos.index_add_(0, src, pos)
+        self.out_neg.index_add_(0, src, neg)
+        self.in_sw.index_add_(0, dst, sw)
+        self.out_sw.index_add_(0, src, sw)
+        self.in_min.scatter_reduce_(0, dst, sw, reduce="amin", include_self=True)
+        both = torch.cat([src, dst])
+        first = torch.full_like(self.first_t, float("inf"))
+        first.scatter_reduce_(0, both, t.repeat(2), reduce="amin", include_self=True)
+        self.first_t.copy_(torch.where(self.first_t < 0, first, self.first_t))
+        self.first_t[torch.isinf(self.first_t)] = -1.0
+        self._last_and_ema(dst, t, sign, neg, self.last_in_t, self.last_in_sign, self.ema_in)
+        self._last_and_ema(src, t, sign, neg, self.last_out_t, self.last_out_sign, self.ema_out)
+        self.pairs.observe(src, dst, sign, t)
+        self._hist.append((src, dst, sw))
+        self._fairness_goodness()
+
+    def _last_and_ema(
+        self, node: Tensor, t: Tensor, sign: Tensor, neg: Tensor,
+        last_t: Tensor, last_sign: Tensor, ema: Tensor,
+    ) -> None:
+        perm, pos, size, uc = group_positions(node)
+        ns = node[perm]
+        is_last = pos == size - 1
+        last_t[ns[is_last]] = t[perm][is_last]
+        last_sign[ns[is_last]] = sign[perm][is_last]
+        # Sequential EMA over a node's events in order, in closed form.
+        w = (1 - _EMA) * torch.pow(torch.full_like(t, _EMA), (size - 1 - pos).to(t.dtype))
+        add = torch.zeros_like(ema).index_add_(0, ns, w * neg[perm])
+        decay = torch.pow(torch.full_like(ema[uc[0]], _EMA), uc[1].to(ema.dtype))
+        ema[uc[0]] = ema[uc[0]] * decay
+        ema.add_(add)
+
+    def _fairness_goodness(self) -> None:
+        s, d, w = (torch.cat(parts) for parts in zip(*self._hist, strict=True))
+        self._hist = [(s, d, w)]
+        n = self.num_nodes
+        in_deg = torch.zeros(n, device=w.device).index_add_(0, d, torch.ones_like(w))
+        out_deg = torch.zeros(n, device=w.device).index_add_(0, s, torch.ones_like(w))
+        fair, good = self.fairness, self.goodness
+        for _ in range(self.fg_iters):
+            good = torch.zeros(n, device=w.device).index_add_(0, d, fair[s] * w)
+            good = good / in_deg.clamp(min=1.0)
+            err = torch.zeros(n, device=w.device).index_add_(0, s, (w - good[d]).abs() / 2)
+            fair = torch.where(out_deg > 0, 1.0 - err / out_deg.clamp(min=1.0), 1.0)
+        self.fairness.copy_(fair)
+        self.goodness.copy_(good)
+
+    def state_nbytes_per_node(self) -> float:
+        """Approximate bytes of state per node (counters plus pair table entries)."""
+        tensors = sum(b.numel() * b.element_size() for b in self.buffers())
+        edges = sum(x.numel() * x.element_size() for h in self._hist for x in h)
+        pair_bytes = 100 * len(self.pairs)  # dict entry, key and tuple, roughly
+        return (tensors + edges + pair_bytes) / max(self.num_nodes, 1)

@@ -1,0 +1,49 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.config import SimConfig
+from sim.engine import SocialModel
+from sim.recording import Recorder
+
+
+def deffuant_config(eps: float, n_agents: int = 400, horizon: float = 60.0) -> SimConfig:
+    """The classic bounded-confidence model: random pairs, attraction only, mu = 0.5."""
+    cfg = SimConfig(horizon=horizon)
+    pop, dyn = cfg.population, cfg.dynamics
+    pop.n_agents = n_agents
+    pop.groups = 1
+    pop.kinds = {"citizen": 1.0}
+    pop.opinion_range = [0.0, 1.0]
+    pop.initial_opinion = "uniform"
+    pop.rate_distribution = "constant"
+    cfg.network.kind = "none"
+    dyn.confidence = eps
+    dyn.attraction = 0.5
+    dyn.repulsion = 0.0
+    dyn.p_reply = 0.0
+    dyn.p_exposure = 1.0
+    dyn.sign_temperature = 0.0
+    dyn.balance = 0.0
+    dyn.weight_scaled_updates = False
+    dyn.follow_prob = 0.0
+    cfg.recording.metric_cadence = 0.0
+    return cfg
+
+
+def major_clusters(opinions: np.ndarray, gap: float = 0.02, share: float = 0.05) -> int:
+    """Clusters of sorted opinions split at gaps > ``gap``, counting those >= ``share``."""
+    x = np.sort(opinions)
+    cuts = np.flatnonzero(np.diff(x) > gap)
+    sizes = np.diff(np.concatenate(([0], cuts + 1, [x.shape[0]])))
+    return int(np.count_nonzero(sizes >= share * x.shape[0]))
+
+
+def run_memory(cfg: SimConfig, seed: int) -> tuple[SocialModel, Recorder]:
+    """Run a model with an in-memory recorder."""
+    rec = Recorder(None, keep_events=True)
+    model = SocialModel(cfg, seed, recorder=rec)
+    model.run()
+    return model, rec
