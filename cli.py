@@ -127,6 +127,52 @@ def validate(
                f"horizon {sc.arms[0].config.horizon:g} days")
 
 
+
+@app.command()
+@friendly
+def stats(
+    run: Annotated[int, typer.Argument(help="Run id.")],
+    db: DbOption = "signsim.db",
+    png: Annotated[Path | None, typer.Option(help="Also plot the per-window series here.")] = None,
+    windows: Annotated[int, typer.Option(help="Number of equal time windows.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Temporal signed-graph statistics of a run (novelty, surprise, reciprocity, balance)."""
+    import json
+
+    from sim.graphstats import graph_stats, plot_stats
+    from sim.store import Store
+
+    result = graph_stats(Store(db, create=False, read_only=True), run, windows)
+    if png is not None:
+        plot_stats(result, png)
+    if as_json:
+        series = {k: [None if v != v else float(v) for v in vals]
+                  for k, vals in result["series"].items()}
+        typer.echo(json.dumps({**result, "series": series}, indent=1, default=str))
+        return
+    for key, value in result["stats"].items():
+        typer.echo(f"{key:>28}  {value:,.4f}" if isinstance(value, float) else f"{key:>28}  {value}")
+    if png is not None:
+        typer.echo(f"plot: {png}")
+
+
+@app.command()
+@friendly
+def export(
+    run: Annotated[int, typer.Argument(help="Run id.")],
+    out: Annotated[Path, typer.Argument(help="Output file.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet, tgb (edge list) or pyg.")] = "csv",
+    db: DbOption = "signsim.db",
+) -> None:
+    """Export a run's interactions (CSV, Parquet, TGB-style edge list, PyG TemporalData)."""
+    from sim.export import export_run
+    from sim.store import Store
+
+    path = export_run(Store(db, create=False, read_only=True), run, fmt, out)
+    typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     """Entry point used by ``python cli.py``."""
     app()

@@ -18,7 +18,14 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sim.errors import SignsimError
 from sim.store import Store
 
-__all__ = ["READ_KEYWORDS", "format_frame", "run_query"]
+__all__ = ["READ_KEYWORDS", "WRITE_KEYWORDS", "format_frame", "run_query"]
+
+#: First keywords of statements that change something (refused outright).
+WRITE_KEYWORDS = (
+    "insert", "update", "delete", "replace", "upsert", "merge", "create", "drop", "alter",
+    "truncate", "attach", "detach", "pragma", "vacuum", "reindex", "analyze", "grant",
+    "revoke", "copy", "begin", "commit", "rollback", "savepoint", "release", "set", "lock",
+)
 
 #: First keywords of statements that only read.
 READ_KEYWORDS = ("select", "with", "explain", "values", "show", "table")
@@ -42,10 +49,15 @@ def run_query(db: str, sql: str) -> pd.DataFrame:
             that cannot be opened.
     """
     keyword = _first_keyword(sql)
+    if keyword in WRITE_KEYWORDS:
+        raise SignsimError(
+            f"signsim query is read-only: a {keyword.upper()} statement was refused; "
+            "nothing was changed. Use SELECT (or WITH ... SELECT, EXPLAIN)."
+        )
     if keyword not in READ_KEYWORDS:
         raise SignsimError(
-            f"signsim query is read-only: a statement starting with '{keyword or sql[:20]}' "
-            "was refused. Use SELECT (or WITH ... SELECT, EXPLAIN); nothing was changed."
+            f"Malformed SQL: {sql.strip()[:60]!r} does not start with SELECT, WITH, EXPLAIN "
+            "or VALUES. Nothing was run."
         )
     store = Store(db, create=False, read_only=True)
     try:
