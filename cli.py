@@ -173,6 +173,45 @@ def export(
     typer.echo(f"wrote {path}")
 
 
+
+@app.command()
+@friendly
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML).")],
+    db: DbOption = "signsim.db",
+    workers: Annotated[int, typer.Option(help="Worker processes (local pool or Dask).")] = 2,
+    dask: Annotated[
+        str | None, typer.Option(help="'local' for a Dask LocalCluster, or tcp://host:port.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Run only the (arm, seed) pairs not yet complete.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Report folder (default reports/<name>).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run every arm x seed of a scenario, then write the comparison report."""
+    from sim.sweep import run_scenario_file
+
+    outcome = run_scenario_file(scenario, db, workers=workers, dask=dask, resume=resume,
+                                out_dir=out, progress=progress)
+    res = outcome.experiment
+    typer.echo(f"{len(res.runs)} runs ({len(res.skipped)} already complete), {res.events:,} events "
+               f"in {res.seconds:.1f} s -> {db}")
+    typer.echo(f"report: {outcome.report} (and report.html)")
+
+
+@app.command()
+@friendly
+def report(
+    scenario: Annotated[str, typer.Option("--scenario", help="Scenario name (runs.scenario).")],
+    db: DbOption = "signsim.db",
+    out: Annotated[Path | None, typer.Option(help="Report folder (default reports/<name>).")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Reference arm (default: the scenario's).")] = None,
+) -> None:
+    """Re-render a scenario's comparison report from the database alone."""
+    from sim.sweep import render_report
+
+    typer.echo(f"report: {render_report(db, scenario, out, baseline)} (and report.html)")
+
+
 def main() -> None:
     """Entry point used by ``python cli.py``."""
     app()
