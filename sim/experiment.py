@@ -9,7 +9,7 @@ settings and interventions, the seed and the scenario text), opens its own
 :func:`sim.simulate.run_into_store`. All workers write to the same database: SQLite (WAL,
 busy timeout) on one machine, PostgreSQL when workers live on several machines.
 
-Executors:
+Executors (in :mod:`sim.executors`):
 
 * ``workers=1``: in this process, one run after another.
 * ``workers>1``: a :class:`concurrent.futures.ProcessPoolExecutor` (``forkserver``
@@ -29,29 +29,35 @@ run of this scenario with the same scenario text (same SHA-256).
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
-import signal
-import threading
 import time
 from collections.abc import Generator, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from tqdm import tqdm
 
 from sim.config import SimConfig
 from sim.errors import SignsimError
+from sim.executors import (
+    DASK_CONNECT_TIMEOUT,
+    dask_cluster,
+    run_dask,
+    run_in_process,
+    run_pool,
+    sigint_aborts_run,
+    sweep_stopped,
+)
 from sim.scenario import InterventionSpec, Scenario
 from sim.schema import Run
 from sim.store import Store, open_store
 
 __all__ = [
+    "ExperimentFailed",
     "ExperimentResult",
     "RunRecord",
     "RunTask",
@@ -62,8 +68,8 @@ __all__ = [
     "run_experiment",
 ]
 
-#: Seconds a pool worker may take to finish its run after Ctrl-C before it is terminated.
-_STOP_GRACE_S = 10.0
+#: How long to wait for a Dask scheduler to answer (read at each call, so it can be changed).
+_DASK_CONNECT_TIMEOUT = DASK_CONNECT_TIMEOUT
 
 
 @dataclass
@@ -153,12 +159,36 @@ class ExperimentResult:
         return 60.0 * len(self.runs) / self.seconds if self.seconds > 0 else float("nan")
 
 
+class ExperimentFailed(SignsimError):
+    """Some runs of a sweep failed; the others completed and are kept.
+
+    Attributes:
+        result: What the sweep did (completed runs, skipped pairs, timings).
+        failed: The failed runs, with their errors.
+    """
+
+    def __init__(self, message: str, result: ExperimentResult, failed: list[RunRecord]) -> None:
+        super().__init__(message)
+        self.result = result
+        self.failed = failed
+
+
 # -- tasks ---------------------------------------------------------------------------------
 def _normalize_db(db: str) -> str:
     """Absolute SQLite path, so that workers with another working directory find it."""
     if "://" in db:
         return db
     return str(Path(db).expanduser().resolve())
+
+
+def _describe_db(db: str) -> str:
+    """The database for messages, without a password."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except ArgumentError:
+        return db.split("://", 1)[0] + "://..."
 
 
 def _scenario_sha(scenario: Scenario) -> str:
@@ -236,16 +266,6 @@ def missing_pairs(store: Store, scenario: Scenario, tasks: Iterable[RunTask]
 
 
 # -- the worker side -----------------------------------------------------------------------
-_IN_POOL_WORKER = False
-
-
-def _init_pool_worker() -> None:
-    """Pool worker initializer: an idle worker ignores Ctrl-C (the parent handles it)."""
-    global _IN_POOL_WORKER
-    _IN_POOL_WORKER = True
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def execute_task(task: RunTask) -> RunRecord:
     """Run one task: open the database, simulate into it, close it.
 
@@ -261,129 +281,32 @@ def execute_task(task: RunTask) -> RunRecord:
     """
     from sim.simulate import run_into_store
 
-    restore: Any = None
-    if _IN_POOL_WORKER and threading.current_thread() is threading.main_thread():
-        # While a run is going, Ctrl-C aborts it cleanly (its row becomes ``aborted``).
-        restore = signal.signal(signal.SIGINT, signal.default_int_handler)
-    record = RunRecord(task.arm, task.seed)
-    started = time.perf_counter()
-    store: Store | None = None
-    try:
-        store = open_store(task.db)
-        result = run_into_store(
-            store, task.config, seed=task.seed, scenario=task.scenario, arm=task.arm,
-            scenario_text=task.scenario_text, interventions=task.interventions,
-            progress=False,
-        )
-        record.run_id, record.events = result.run_id, result.events
-    except Exception as exc:  # reported to the parent, run marked failed
-        record.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        record.seconds = time.perf_counter() - started
-        if store is not None:
-            store.dispose()
-        if restore is not None:
-            signal.signal(signal.SIGINT, restore)
+    if sweep_stopped():
+        return RunRecord(task.arm, task.seed, error="KeyboardInterrupt: sweep interrupted")
+    with sigint_aborts_run():
+        record = RunRecord(task.arm, task.seed)
+        started = time.perf_counter()
+        store: Store | None = None
+        try:
+            store = open_store(task.db)
+            result = run_into_store(
+                store, task.config, seed=task.seed, scenario=task.scenario, arm=task.arm,
+                scenario_text=task.scenario_text, interventions=task.interventions,
+                progress=False,
+            )
+            record.run_id, record.events = result.run_id, result.events
+        except Exception as exc:  # reported to the parent, run marked failed
+            record.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            record.seconds = time.perf_counter() - started
+            if store is not None:
+                store.dispose()
     return record
 
 
-# -- executors -----------------------------------------------------------------------------
-def _run_in_process(tasks: list[RunTask]) -> Generator[RunRecord, None, None]:
-    for task in tasks:
-        yield execute_task(task)
-
-
-def _pool_context() -> mp.context.BaseContext:
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        # Workers fork from a server that already imported the simulator (and numba).
-        ctx.set_forkserver_preload(["sim.experiment", "sim.simulate"])
-        return ctx
-    return mp.get_context("spawn")
-
-
-def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Cancel pending tasks, give running ones a grace period, then terminate them."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    deadline = time.monotonic() + _STOP_GRACE_S
-    for proc in processes:
-        proc.join(timeout=max(0.0, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.terminate()
-
-
-def _run_pool(tasks: list[RunTask], workers: int) -> Generator[RunRecord, None, None]:
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context(),
-                               initializer=_init_pool_worker)
-    futures: dict[Future[RunRecord], RunTask] = {pool.submit(execute_task, t): t for t in tasks}
-    pending = set(futures)
-    try:
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                task = futures[fut]
-                try:
-                    yield fut.result()
-                except BrokenProcessPool:
-                    yield RunRecord(task.arm, task.seed, error="BrokenProcessPool: a worker "
-                                    "process died (killed or out of memory)")
-                except KeyboardInterrupt:
-                    yield RunRecord(task.arm, task.seed, error="KeyboardInterrupt: aborted")
-    except BaseException:
-        _stop_pool(pool)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _dask_cluster(dask: str, workers: int, stack: ExitStack) -> tuple[Any, str]:
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:  # pragma: no cover - dask is a dependency
-        raise SignsimError(f"Dask distributed is not installed ({exc}).") from None
-    if dask == "local":
-        import logging
-
-        cluster = stack.enter_context(LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True,
-            dashboard_address=None, silence_logs=logging.ERROR,
-        ))
-        client = stack.enter_context(Client(cluster))
-        return client, f"dask-local[{workers}]"
-    try:
-        client = Client(dask, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise SignsimError(
-            f"Cannot connect to the Dask scheduler at '{dask}': {exc}. Check that the "
-            "scheduler is running and the address (tcp://host:port)."
-        ) from None
-    stack.enter_context(_closing(client))
-    return client, f"dask {dask}"
-
-
-class _closing(AbstractContextManager[Any]):
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __exit__(self, *exc: object) -> None:
-        self.obj.close()
-
-
-def _run_dask(tasks: list[RunTask], client: Any) -> Generator[RunRecord, None, None]:
-    from distributed import as_completed
-
-    futures = [client.submit(execute_task, t, pure=False) for t in tasks]
-    owner = {f.key: t for f, t in zip(futures, tasks, strict=True)}
-    try:
-        for fut in as_completed(futures):
-            task = owner[fut.key]
-            try:
-                yield fut.result()
-            except Exception as exc:  # e.g. a worker killed too often
-                yield RunRecord(task.arm, task.seed, error=f"{type(exc).__name__}: {exc}")
-    except BaseException:
-        client.cancel(futures)
-        raise
+def _failed_record(task: RunTask, error: str) -> RunRecord:
+    """The record of a task whose worker died or was interrupted."""
+    return RunRecord(task.arm, task.seed, error=error)
 
 
 # -- the sweep -----------------------------------------------------------------------------
@@ -421,8 +344,9 @@ def run_experiment(
         What was run, skipped and aborted, with timings.
 
     Raises:
-        SignsimError: On bad arguments, an unreachable database or scheduler, or when
-            some runs failed (completed runs are kept; resume runs the rest).
+        ExperimentFailed: When some runs failed (a :class:`SignsimError`; completed
+            runs are kept, resume runs the rest).
+        SignsimError: On bad arguments or an unreachable database or scheduler.
         KeyboardInterrupt: On Ctrl-C, after the running runs were marked ``aborted``
             (or, if a worker could not be stopped, left ``running``) and completed runs
             kept.
@@ -431,9 +355,9 @@ def run_experiment(
         raise SignsimError(f"workers must be at least 1, not {workers}.")
     started = time.perf_counter()
     db = _normalize_db(db)
+    tasks = experiment_tasks(scenario, db, arms)
     store = open_store(db)  # creates the schema once, before any worker writes
     try:
-        tasks = experiment_tasks(scenario, db, arms)
         aborted: list[int] = []
         skipped: list[tuple[str, int]] = []
         if resume:
@@ -445,15 +369,15 @@ def run_experiment(
     result = ExperimentResult(scenario.name, db, "in-process", skipped=skipped, aborted=aborted)
     with ExitStack() as stack:
         if not tasks:
-            records: Generator[RunRecord, None, None] = _run_in_process([])
+            records: Generator[RunRecord, None, None] = run_in_process([], execute_task)
         elif dask is not None:
-            client, result.executor = _dask_cluster(dask, workers, stack)
-            records = _run_dask(tasks, client)
+            client, result.executor = dask_cluster(dask, workers, stack, _DASK_CONNECT_TIMEOUT)
+            records = run_dask(tasks, client, execute_task, _failed_record)
         elif workers > 1:
             result.executor = f"pool[{workers}]"
-            records = _run_pool(tasks, workers)
+            records = run_pool(tasks, workers, execute_task, _failed_record)
         else:
-            records = _run_in_process(tasks)
+            records = run_in_process(tasks, execute_task)
         # On Ctrl-C or an error here, closing the generator stops its executor first.
         stack.callback(records.close)
         bar = stack.enter_context(tqdm(
@@ -474,9 +398,10 @@ def run_experiment(
     if failed:
         shown = "; ".join(f"{r.arm}/seed {r.seed}: {r.error}" for r in failed[:3])
         more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
-        raise SignsimError(
+        raise ExperimentFailed(
             f"{len(failed)} of {len(tasks)} runs of scenario '{scenario.name}' failed: "
-            f"{shown}{more}. The {len(result.runs)} completed runs are kept in {db}; "
-            "fix the cause and run again with resume to run only the missing pairs."
+            f"{shown}{more}. The {len(result.runs)} completed runs are kept in "
+            f"{_describe_db(db)}; fix the cause and run again with resume to run only the "
+            "missing pairs.", result, failed,
         )
     return result
