@@ -111,6 +111,10 @@ class DynamicsConfig:
         troll_outgroup: Probability that a troll looks for an out-group target.
         weight_scaled_updates: Scale opinion steps by the interaction weight.
         ties: Signed ties remembered per agent (for structural balance).
+        model: Checkpoint of a trained model (``signsim train``) that decides targets,
+            signs and weights instead of the rules above (learned dynamics); "" for none.
+            Relative paths resolve from the scenario file.
+        model_candidates: Targets the learned model scores per act.
     """
 
     confidence: float = field(default=0.5, metadata={"min": 0.0})
@@ -131,6 +135,8 @@ class DynamicsConfig:
     troll_outgroup: float = field(default=0.8, metadata={"min": 0.0, "max": 1.0})
     weight_scaled_updates: bool = True
     ties: int = field(default=16, metadata={"min": 1, "max": 256})
+    model: str = ""
+    model_candidates: int = field(default=8, metadata={"min": 1, "max": 1024})
 
 
 @dataclass

@@ -219,6 +219,16 @@ def _build_config(data: dict[str, Any], where: str, prefix: str, base: SimConfig
     return cfg
 
 
+def _resolve_paths(cfg: SimConfig, base_dir: Path | None) -> None:
+    """Make relative file paths (edge list, model checkpoint) relative to the scenario file."""
+    if base_dir is None:
+        return
+    if cfg.network.path and not Path(cfg.network.path).is_absolute():
+        cfg.network.path = str(base_dir / cfg.network.path)
+    if cfg.dynamics.model and not Path(cfg.dynamics.model).is_absolute():
+        cfg.dynamics.model = str(base_dir / cfg.dynamics.model)
+
+
 def _build_interventions(items: Any, where: str, prefix: str, horizon: float
                          ) -> list[InterventionSpec]:
     from sim.interventions import REGISTRY  # local: interventions import the engine
@@ -287,8 +297,6 @@ def parse_scenario(text: str, where: str = "<scenario>", base_dir: Path | None =
         if not seeds or len(set(seeds)) != len(seeds):
             raise _fail(where, "seeds", f"{seeds_raw!r} must be a non-empty list of distinct seeds.")
     base = _build_config(data, where, "", SimConfig(horizon=horizon))
-    if base.network.path and base_dir is not None and not Path(base.network.path).is_absolute():
-        base.network.path = str(base_dir / base.network.path)
     arms_raw = data.get("arms", [{"name": "baseline"}])
     if not isinstance(arms_raw, list) or not arms_raw:
         raise _fail(where, "arms", "must be a non-empty list of [[arms]] tables.")
@@ -305,6 +313,7 @@ def parse_scenario(text: str, where: str = "<scenario>", base_dir: Path | None =
         if any(a.name == arm_name for a in arms):
             raise _fail(where, f"{prefix}.name", f"arm '{arm_name}' is defined twice.")
         cfg = _build_config(arm_data, where, f"{prefix}.", base)
+        _resolve_paths(cfg, base_dir)
         specs = _build_interventions(arm_data.get("interventions", []), where,
                                      f"{prefix}.interventions", horizon)
         arms.append(Arm(arm_name, cfg, specs, str(arm_data.get("description", ""))))

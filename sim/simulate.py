@@ -18,7 +18,7 @@ from sim.recording import Recorder
 from sim.scenario import InterventionSpec
 from sim.store import Store
 
-__all__ = ["SimResult", "run_into_store", "simulate", "write_agent_rows"]
+__all__ = ["SimResult", "learned_dynamics", "run_into_store", "simulate", "write_agent_rows"]
 
 
 @dataclass
@@ -54,6 +54,17 @@ def write_agent_rows(store: Store, run_id: int, model: SocialModel) -> None:
         )
 
 
+def learned_dynamics(config: SimConfig) -> Dynamics:
+    """The learned dynamics named by ``dynamics.model`` (imports torch, only then)."""
+    from pathlib import Path
+
+    if not Path(config.dynamics.model).is_file():
+        raise SignsimError(f"dynamics.model: checkpoint '{config.dynamics.model}' does not exist.")
+    from models.learned import LearnedDynamics
+
+    return LearnedDynamics(config.dynamics.model, candidates=config.dynamics.model_candidates)
+
+
 def run_into_store(
     store: Store,
     config: SimConfig,
@@ -86,6 +97,8 @@ def run_into_store(
         Run id, event count and wall time.
     """
     started = time.perf_counter()
+    if dynamics is None and config.dynamics.model:
+        dynamics = learned_dynamics(config)
     run_id = store.create_run(scenario=scenario, arm=arm, seed=seed,
                               scenario_text=scenario_text, horizon=config.horizon)
     try:
