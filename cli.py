@@ -212,6 +212,107 @@ def report(
     typer.echo(f"report: {render_report(db, scenario, out, baseline)} (and report.html)")
 
 
+@app.command("import")
+@friendly
+def import_network(
+    file: Annotated[Path, typer.Argument(help="Signed edge-list file to import.")],
+    db: DbOption = "signsim.db",
+    fmt: Annotated[str, typer.Option("--format", help="File format: snap-signed.")] = "snap-signed",
+    name: Annotated[str | None, typer.Option(help="Run name (default: the file stem).")] = None,
+) -> None:
+    """Import a real signed network as a complete 'observed' run."""
+    from sim.importers import import_network as do_import
+
+    s = do_import(db, file, fmt, name)
+    typer.echo(f"run {s.run_id} ({s.scenario}): {s.n_interactions:,} interactions, "
+               f"{s.n_agents:,} agents, {s.span_days:.1f} days, "
+               f"{100 * s.negative_share:.1f}% negative -> {db}")
+
+
+@app.command()
+@friendly
+def train(
+    run: Annotated[str, typer.Argument(help="Run id, or the name of an imported network.")],
+    db: DbOption = "signsim.db",
+    variant: Annotated[str, typer.Option(help="semba, no_balance or unsigned.")] = "semba",
+    features: Annotated[bool, typer.Option(help="Feed online pair features to the heads.")] = True,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 6,
+    batch_size: Annotated[int, typer.Option(help="Events per batch.")] = 200,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of weights and sampling.")] = 0,
+    adapt: Annotated[
+        bool, typer.Option(help="Prequential adaptation in validation/test (test-then-train).")
+    ] = True,
+    memory_dim: Annotated[int, typer.Option(help="Size of each node memory.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    out: Annotated[Path, typer.Option(help="Checkpoint folder.")] = Path("checkpoints"),
+    name: Annotated[str | None, typer.Option(help="Model name.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train the temporal signed-graph model on a run; record it in the models table."""
+    from models.train import TrainConfig, train_run
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                      seed=seed, adapt=adapt)
+    r = train_run(db, run, variant=variant, use_features=features, train=cfg,
+                  model_overrides={"memory_dim": memory_dim}, out_dir=out, device=device,
+                  name=name, progress=progress)
+    v = r.val_metrics
+    typer.echo(f"model {r.model_id} on run {r.run_id} ({r.device}, {r.seconds:.0f} s, "
+               f"{r.train_events_per_s:,.0f} training events/s); best epoch {r.best_epoch}: "
+               f"val sign AUC {v['sign_auc']:.3f}, val MRR {v['exist_mrr']:.3f}")
+    _echo_path("checkpoint", r.checkpoint)
+
+
+@app.command()
+@friendly
+def evaluate(
+    model: Annotated[int, typer.Argument(help="Model id (see the models table).")],
+    db: DbOption = "signsim.db",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    adapt: Annotated[
+        bool | None, typer.Option(help="Prequential adaptation (default: as trained).")
+    ] = None,
+    baselines: Annotated[bool, typer.Option(help="Run the baselines beside the model.")] = True,
+    ablations: Annotated[bool, typer.Option(help="Also train and run the ablations.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Evaluate a model beside the baselines under the strict online protocol."""
+    from models.evaluate import evaluate_model
+
+    rep = evaluate_model(db, model, device=device, adapt=adapt, baselines=baselines,
+                         ablations=ablations, progress=progress)
+    typer.echo(rep.to_json() if as_json else rep.format_table("test"))
+
+
+@app.command()
+@friendly
+def forecast(
+    model: Annotated[int, typer.Argument(help="Model id (see the models table).")],
+    db: DbOption = "signsim.db",
+    run: Annotated[
+        str | None, typer.Option(help="Run to forecast (default: the model's own run).")
+    ] = None,
+    window: Annotated[
+        float | None, typer.Option(help="Window length for negative shares (time units).")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG path for the negative-share plot.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Forecast every event after the training period into the forecasts table."""
+    from models.forecast import forecast_model
+
+    r = forecast_model(db, model, run=run, window=window, plot=plot, device=device,
+                       progress=progress)
+    typer.echo(r.format_table())
+    typer.echo(f"{r.n_rows:,} forecasts of run {r.run_id} written to the forecasts table; "
+               f"negative-share MAE {r.mae_negative_share:.3f}")
+    _echo_path("plot", r.plot)
+
+
 def main() -> None:
     """Entry point used by ``python cli.py``."""
     app()

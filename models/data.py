@@ -120,8 +120,9 @@ class SignedEvents:
 
 @dataclass(frozen=True)
 class TimeSplit:
-    """A chronological split: train ``[0, train_end)``, val ``[train_end, val_end)``, test
-    ``[val_end, n)``.
+    """A chronological split of a stream into train, validation and test periods.
+
+    Train is ``[0, train_end)``, validation ``[train_end, val_end)``, test ``[val_end, n)``.
 
     Attributes:
         train_end: First index after the training period.

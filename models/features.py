@@ -8,12 +8,12 @@ the model's heads (all features) and the feature-based baselines (the count feat
 Features (``FEATURE_NAMES``), for a pair ``u -> v`` at reference time ``t``:
 counts (log1p) of positive/negative interactions ``u`` and ``v`` received and gave,
 log1p pair counts ``u->v`` and ``v->u``; ``v``'s smoothed share of negatives received,
-mean signed weight received and the minimum of 0 and the signed weights received; ``u``'s smoothed share of negatives given and
-mean signed weight given; ``v``'s last received sign and log1p time since, ``u``'s last
-given sign and log1p time since; event-count EMAs of negatives given by ``u`` and
-received by ``v``; the last sign ``u->v`` and ``v->u`` (0 if none); goodness of ``v`` and
-fairness of ``u`` (Kumar et al., ICDM 2016) over all past events; log1p ages of ``v`` and
-``u`` since first seen (-1 when unseen).
+mean signed weight received and min(0, signed weights received); ``u``'s smoothed share
+of negatives given and mean signed weight given; ``v``'s last received sign and log1p
+time since, ``u``'s last given sign and log1p time since; event-count EMAs of negatives
+given by ``u`` and received by ``v``; the last sign ``u->v`` and ``v->u`` (0 if none);
+goodness of ``v`` and fairness of ``u`` (Kumar et al., ICDM 2016) over all past events;
+log1p ages of ``v`` and ``u`` since first seen (-1 when unseen).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ FEATURE_NAMES = (
 NUM_FEATURES = len(FEATURE_NAMES)
 COUNT_FEATURES = tuple(range(10))
 """Indices of the degree and sign-count features (what the count baselines read)."""
+
 
 _PRIOR_NEG = 0.1  # smoothing prior for negative shares
 _EMA = 0.7  # per-event decay of the negativity EMAs
@@ -78,10 +79,28 @@ class OnlineFeatures(nn.Module):
 
     Args:
         num_nodes: Number of nodes.
-        fg_iters: Fairness/goodness iterations per observed batch (warm-started).
+        fg_iters: Fairness/goodness iterations per observed batch (warm-started over all
+            past events); 0 switches fairness and goodness off (they stay 1 and 0).
     """
 
-    def __init__(self, num_nodes: int, fg_iters: int = 3) -> None:
+    in_pos: Tensor
+    in_neg: Tensor
+    out_pos: Tensor
+    out_neg: Tensor
+    in_sw: Tensor
+    out_sw: Tensor
+    in_min: Tensor
+    last_in_sign: Tensor
+    last_out_sign: Tensor
+    ema_in: Tensor
+    ema_out: Tensor
+    goodness: Tensor
+    last_in_t: Tensor
+    last_out_t: Tensor
+    first_t: Tensor
+    fairness: Tensor
+
+    def __init__(self, num_nodes: int, fg_iters: int = 1) -> None:
         super().__init__()
         self.num_nodes = num_nodes
         self.fg_iters = fg_iters
@@ -92,7 +111,11 @@ class OnlineFeatures(nn.Module):
             self.register_buffer(name, torch.full((num_nodes,), -1.0), persistent=False)
         self.register_buffer("fairness", torch.ones(num_nodes), persistent=False)
         self.pairs = PairTable(num_nodes)
-        self._hist: list[tuple[Tensor, Tensor, Tensor]] = []  # (src, dst, signed weight)
+        # All past events for fairness/goodness, in buffers grown by doubling.
+        self._hist_n = 0
+        self._hist_src = torch.zeros(0, dtype=torch.long)
+        self._hist_dst = torch.zeros(0, dtype=torch.long)
+        self._hist_sw = torch.zeros(0)
 
     def reset_state(self) -> None:
         """Forget every event."""
@@ -103,7 +126,7 @@ class OnlineFeatures(nn.Module):
             getattr(self, name).fill_(-1.0)
         self.fairness.fill_(1.0)
         self.pairs.reset()
-        self._hist = []
+        self._hist_n = 0
 
     @torch.no_grad()
     def query(self, u: Tensor, v: Tensor, t_ref: float, *, counts_only: bool = False) -> Tensor:
@@ -118,8 +141,9 @@ class OnlineFeatures(nn.Module):
         Returns:
             ``[len(u), NUM_FEATURES]`` (or ``[len(u), 10]``) float tensor.
         """
-        c_uv, s_uv, _ = self.pairs.lookup(u, v)
-        c_vu, s_vu, _ = self.pairs.lookup(v, u)
+        both = self.pairs.lookup(torch.cat([u, v]), torch.cat([v, u]))
+        c_uv, c_vu = both[0].chunk(2)
+        s_uv, s_vu = both[1].chunk(2)
         cols = [
             self.in_pos[u], self.in_neg[u], self.out_pos[u], self.out_neg[u],
             self.in_pos[v], self.in_neg[v], self.out_pos[v], self.out_neg[v], c_uv, c_vu,
@@ -170,8 +194,9 @@ class OnlineFeatures(nn.Module):
         self._last_and_ema(dst, t, sign, neg, self.last_in_t, self.last_in_sign, self.ema_in)
         self._last_and_ema(src, t, sign, neg, self.last_out_t, self.last_out_sign, self.ema_out)
         self.pairs.observe(src, dst, sign, t)
-        self._hist.append((src, dst, sw))
-        self._fairness_goodness()
+        if self.fg_iters > 0:
+            self._remember(src, dst, sw)
+            self._fairness_goodness()
 
     def _last_and_ema(
         self, node: Tensor, t: Tensor, sign: Tensor, neg: Tensor,
@@ -189,9 +214,22 @@ class OnlineFeatures(nn.Module):
         ema[uc[0]] = ema[uc[0]] * decay
         ema.add_(add)
 
+    def _remember(self, src: Tensor, dst: Tensor, sw: Tensor) -> None:
+        n, b = self._hist_n, src.numel()
+        if n + b > self._hist_src.numel() or self._hist_src.device != src.device:
+            cap = max(2 * (n + b), 1024)
+            for name, like in (("_hist_src", src), ("_hist_dst", dst), ("_hist_sw", sw)):
+                grown = torch.zeros(cap, dtype=like.dtype, device=like.device)
+                grown[:n] = getattr(self, name)[:n].to(like.device)
+                setattr(self, name, grown)
+        self._hist_src[n:n + b] = src
+        self._hist_dst[n:n + b] = dst
+        self._hist_sw[n:n + b] = sw
+        self._hist_n = n + b
+
     def _fairness_goodness(self) -> None:
-        s, d, w = (torch.cat(parts) for parts in zip(*self._hist, strict=True))
-        self._hist = [(s, d, w)]
+        m = self._hist_n
+        s, d, w = self._hist_src[:m], self._hist_dst[:m], self._hist_sw[:m]
         n = self.num_nodes
         in_deg = torch.zeros(n, device=w.device).index_add_(0, d, torch.ones_like(w))
         out_deg = torch.zeros(n, device=w.device).index_add_(0, s, torch.ones_like(w))
@@ -207,6 +245,7 @@ class OnlineFeatures(nn.Module):
     def state_nbytes_per_node(self) -> float:
         """Approximate bytes of state per node (counters plus pair table entries)."""
         tensors = sum(b.numel() * b.element_size() for b in self.buffers())
-        edges = sum(x.numel() * x.element_size() for h in self._hist for x in h)
+        edges = sum(x.numel() * x.element_size()
+                    for x in (self._hist_src, self._hist_dst, self._hist_sw))
         pair_bytes = 100 * len(self.pairs)  # dict entry, key and tuple, roughly
         return (tensors + edges + pair_bytes) / max(self.num_nodes, 1)

@@ -3,10 +3,12 @@
 Memory semantics (as in TGN, with dense tensors instead of per-node dictionaries): each
 node keeps its persisted memory plus up to ``slots`` *pending* events from the last
 batch it took part in. Reading a node's memory applies its pending events (messages,
-aggregation, GRU) on the fly, so gradients reach the message functions and GRUs;
-observing a new batch first persists the pending updates of the nodes involved, then
-stores the batch's events as their new pending events. The memory read before a batch
-therefore always reflects every earlier event and nothing of the batch itself.
+aggregation, GRU) on the fly without changing the state, so gradients reach the message
+functions and GRUs; observing a new batch first persists the pending updates of the
+nodes involved, then stores the batch's events as their new pending events. The memory
+read before a batch therefore always reflects every earlier event and nothing of the
+batch itself, and only true events ever change the state. A pending event's message
+reads the partner's persisted memory at the time it is applied (as PyG's TGNMemory).
 
 Balanced aggregation (SEMBA): for an event of sign ``sigma`` between ``i`` and ``j``
 the message into ``i``'s positive memory reads ``j``'s positive memory when ``sigma=+1``
@@ -32,11 +34,10 @@ def group_positions(node: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         node: ``[m]`` node id of each entry, in event order.
 
     Returns:
-        ``(perm, pos, size, (uniq, counts))`` flattened as four tensors: ``perm`` sorts
-        the entries by node (event order kept inside a node), ``pos`` is each sorted
-        entry's 0-based position within its node, ``size`` its node's number of entries,
-        and ``uniq``/``counts`` are returned through the last element as a stacked
-        ``[2, u]`` tensor.
+        ``(perm, pos, size, uc)``: ``perm`` sorts the entries by node (event order kept
+        inside a node), ``pos`` is each sorted entry's 0-based position within its node,
+        ``size`` its node's number of entries, and ``uc`` stacks the distinct nodes and
+        their entry counts as a ``[2, u]`` tensor.
     """
     perm = torch.sort(node, stable=True).indices
     ns = node[perm]
@@ -72,6 +73,13 @@ class SignedMemory(nn.Module):
             only); when False each memory reads the partner's memory of the same kind.
         slots: Pending events kept per node (1 is exact for the last aggregator).
     """
+
+    memory: Tensor
+    last_update: Tensor
+    pend_other: Tensor
+    pend_t: Tensor
+    pend_edge: Tensor
+    pend_count: Tensor
 
     def __init__(
         self,
@@ -127,72 +135,102 @@ class SignedMemory(nn.Module):
         Returns:
             ``(memory[n_mem, len(n_id), memory_dim], last_update[len(n_id)])``.
         """
-        mem = self.memory[:, n_id]
-        last = self.last_update[n_id]
-        count = self.pend_count[n_id]
+        mem = self.memory.index_select(1, n_id)
+        last = self.last_update.index_select(0, n_id)
+        count = self.pend_count.index_select(0, n_id)
         has = (count > 0).nonzero().squeeze(-1)
         if has.numel() == 0:
             return mem, last
-        rows = n_id[has]
-        cnt = count[has]
-        valid = torch.arange(self.slots, device=n_id.device).unsqueeze(0) < cnt.unsqueeze(1)
-        r_idx, s_idx = valid.nonzero(as_tuple=True)
-        node = rows[r_idx]
-        other = self.pend_other[node, s_idx]
-        t_p = self.pend_t[node, s_idx]
-        edge = self.pend_edge[node, s_idx]
-        t_enc = self.time_enc(t_p - self.last_update[node])
+        p, n = self.slots, self.num_nodes
+        rows = n_id.index_select(0, has)
+        cnt = count.index_select(0, has)
+        if p == 1:
+            node, flat = rows, rows
+        else:
+            valid = torch.arange(p, device=n_id.device).unsqueeze(0) < cnt.unsqueeze(1)
+            r_idx, s_idx = valid.nonzero(as_tuple=True)
+            node = rows.index_select(0, r_idx)
+            flat = node * p + s_idx
+        other = self.pend_other.view(-1).index_select(0, flat)
+        t_p = self.pend_t.view(-1).index_select(0, flat)
+        edge = self.pend_edge.view(-1, EDGE_DIM).index_select(0, flat)
+        t_enc = self.time_enc(t_p - self.last_update.index_select(0, node))
         positive = edge[:, 0] > 0
+        all_mem = self.memory.view(self.n_mem * n, self.memory_dim)
         new = []
         for m in range(self.n_mem):
-            s_self = self.memory[m, node]
+            s_self = self.memory[m].index_select(0, node)
             if self.balanced:
-                partner_mem = torch.where(positive, m, 1 - m)
-                s_other = self.memory[partner_mem, other]
+                partner = torch.where(positive, m, 1 - m)
+                s_other = all_mem.index_select(0, partner * n + other)
             else:
-                s_other = self.memory[m, other]
+                s_other = self.memory[m].index_select(0, other)
             msg = self._message(s_self, s_other, t_enc, edge, positive)
-            buf = msg.new_zeros(rows.numel(), self.slots, msg.shape[-1])
-            buf[r_idx, s_idx] = msg
-            aggr = self.aggr(buf, cnt)
-            new.append(self.grus[m](aggr, self.memory[m, rows]))
-        mem = mem.clone()
-        mem[:, has] = torch.stack(new)
-        last = last.clone()
-        last[has] = self.pend_t[rows, cnt - 1]
-        return mem, last
+            if p == 1:  # one pending event per node: every aggregator is the identity
+                aggr, h_prev = msg, s_self
+            else:
+                buf = msg.new_zeros(rows.numel(), p, msg.shape[-1])
+                buf = buf.index_put((r_idx, s_idx), msg)
+                aggr, h_prev = self.aggr(buf, cnt), self.memory[m].index_select(0, rows)
+            new.append(self.grus[m](aggr, h_prev))
+        mem = mem.index_copy(1, has, torch.stack(new))
+        last_t = self.pend_t.view(-1).index_select(0, rows * p + cnt - 1)
+        return mem, last.index_copy(0, has, last_t)
 
     def _message(
         self, s_self: Tensor, s_other: Tensor, t_enc: Tensor, edge: Tensor, positive: Tensor
     ) -> Tensor:
         if len(self.msg) == 1:
             return self.msg[0](s_self, s_other, t_enc, edge)
-        out_dim = self.msg[0].out_channels  # type: ignore[union-attr]
-        out = s_self.new_empty(s_self.shape[0], out_dim)
-        pos_i = positive.nonzero().squeeze(-1)
-        neg_i = (~positive).nonzero().squeeze(-1)
-        if pos_i.numel():
-            out[pos_i] = self.msg[0](s_self[pos_i], s_other[pos_i], t_enc[pos_i], edge[pos_i])
-        if neg_i.numel():
-            out[neg_i] = self.msg[1](s_self[neg_i], s_other[neg_i], t_enc[neg_i], edge[neg_i])
-        return out
+        pos = self.msg[0](s_self, s_other, t_enc, edge)
+        neg = self.msg[1](s_self, s_other, t_enc, edge)
+        return torch.where(positive.unsqueeze(-1), pos, neg)
 
     @torch.no_grad()
-    def persist(self, n_id: Tensor) -> None:
-        """Apply and clear the pending events of ``n_id``."""
-        mem, last = self.forward(n_id)
+    def persist(self, n_id: Tensor) -> Tensor:
+        """Apply and clear the pending events of ``n_id`` (unique); return their memory."""
+        if n_id.numel() and bool((self.pend_count[n_id] > 0).any()):
+            mem, last = self.forward(n_id)
+            self.memory[:, n_id] = mem
+            self.last_update[n_id] = last
+            self.pend_count[n_id] = 0
+            return mem
+        return self.memory[:, n_id]
+
+    @torch.no_grad()
+    def persist_values(self, n_id: Tensor, mem: Tensor, last: Tensor) -> None:
+        """Persist memories already computed by :meth:`forward` for ``n_id`` (unique)."""
         self.memory[:, n_id] = mem
         self.last_update[n_id] = last
         self.pend_count[n_id] = 0
 
     @torch.no_grad()
-    def observe(self, src: Tensor, dst: Tensor, t: Tensor, sign: Tensor, weight: Tensor) -> None:
-        """Write a batch of true events: persist old pending events, store the new ones."""
+    def observe(
+        self, src: Tensor, dst: Tensor, t: Tensor, sign: Tensor, weight: Tensor,
+        computed: tuple[Tensor, Tensor, Tensor] | None = None,
+    ) -> None:
+        """Write a batch of true events: persist old pending events, store the new ones.
+
+        Args:
+            src: Sources.
+            dst: Destinations.
+            t: Times.
+            sign: Signs.
+            weight: Weights.
+            computed: ``(n_id, memory, last_update)`` that :meth:`forward` returned for
+                this state (reused instead of recomputing those nodes' updates).
+        """
         b = src.numel()
         if b == 0:
             return
         node = torch.cat([src, dst])
-        self.persist(torch.unique(node))
+        todo = torch.unique(node)
+        if computed is not None:
+            c_id, c_mem, c_last = computed
+            use = torch.isin(c_id, todo)
+            self.persist_values(c_id[use], c_mem[:, use].detach(), c_last[use])
+            todo = todo[~torch.isin(todo, c_id)]
+        self.persist(todo)
         other = torch.cat([dst, src])
         role = torch.cat([torch.zeros_like(t), torch.ones_like(t)])
         edge = torch.stack([sign.repeat(2), weight.repeat(2), role], dim=-1)
@@ -230,6 +268,11 @@ class RecentNeighbors(nn.Module):
         size: Neighbours kept per node.
     """
 
+    nbr: Tensor
+    nbr_t: Tensor
+    nbr_edge: Tensor
+    count: Tensor
+
     def __init__(self, num_nodes: int, size: int) -> None:
         super().__init__()
         self.size = size
@@ -244,11 +287,19 @@ class RecentNeighbors(nn.Module):
         self.count.zero_()
 
     def forward(self, n_id: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(neighbours, times, edge features, valid mask)`` of ``n_id``, each ``[n, size]``."""
-        valid = torch.arange(self.size, device=n_id.device).unsqueeze(0) < self.count[
-            n_id
-        ].unsqueeze(1)
-        return self.nbr[n_id], self.nbr_t[n_id], self.nbr_edge[n_id], valid
+        """Valid neighbour slots of ``n_id`` as an edge list.
+
+        Returns:
+            ``(row, neighbour, time, edge)``: for each stored interaction, the position
+            in ``n_id`` of its node, the neighbour, the time and the edge features.
+        """
+        count = self.count.index_select(0, n_id).clamp(max=self.size)
+        valid = torch.arange(self.size, device=n_id.device).unsqueeze(0) < count.unsqueeze(1)
+        row, slot = valid.nonzero(as_tuple=True)
+        flat = n_id.index_select(0, row) * self.size + slot
+        return (row, self.nbr.view(-1).index_select(0, flat),
+                self.nbr_t.view(-1).index_select(0, flat),
+                self.nbr_edge.view(-1, EDGE_DIM).index_select(0, flat))
 
     @torch.no_grad()
     def observe(self, src: Tensor, dst: Tensor, t: Tensor, sign: Tensor, weight: Tensor) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
@@ -93,8 +94,9 @@ class LastAggregator(nn.Module):
 
     def forward(self, msg: Tensor, count: Tensor) -> Tensor:
         """Reduce ``msg[n, slots, h]`` with ``count[n] >= 1`` valid slots to ``[n, h]``."""
-        rows = torch.arange(msg.shape[0], device=msg.device)
-        return msg[rows, count - 1]
+        n, p, h = msg.shape
+        flat = torch.arange(n, device=msg.device) * p + count - 1
+        return msg.reshape(n * p, h).index_select(0, flat)
 
 
 class MeanAggregator(nn.Module):
@@ -117,8 +119,9 @@ def make_aggregator(name: str) -> nn.Module:
 class NeighborAttention(nn.Module):
     """One layer of multi-head attention over each node's recent neighbours.
 
-    ``z = W_root x + W_out attn(q(x, phi(0)), k/v(x_nbr, phi(dt), e))``, with masked
-    softmax; a node without neighbours gets ``W_root x``.
+    ``z = W_root x + W_out attn(q(x, phi(0)), k/v(x_nbr, phi(dt), e))`` with a softmax
+    over each node's recent interactions (an edge list, so empty slots cost nothing); a
+    node without neighbours gets ``W_root x``.
 
     Args:
         node_dim: Size of a node's input (its memories, concatenated).
@@ -139,35 +142,49 @@ class NeighborAttention(nn.Module):
         self.out_dim = out_dim
         t_dim = time_enc.out_channels
         self.q = nn.Linear(node_dim + t_dim, out_dim)
-        self.kv = nn.Linear(node_dim + t_dim + edge_dim, 2 * out_dim)
+        # Keys and values: one linear map of (neighbour, phi(dt), edge), split in parts so
+        # that no gradient is formed for the (detached) neighbour inputs.
+        self.kv_node = nn.Linear(node_dim, 2 * out_dim)
+        self.kv_time = nn.Linear(t_dim, 2 * out_dim, bias=False)
+        self.kv_edge = nn.Linear(edge_dim, 2 * out_dim, bias=False)
         self.root = nn.Linear(node_dim, out_dim)
         self.out = nn.Linear(out_dim, out_dim)
 
     def reset_parameters(self) -> None:
         """Re-initialise the weights (the time encoder is reset by its owner)."""
-        for lin in (self.q, self.kv, self.root, self.out):
+        for lin in (self.q, self.kv_node, self.kv_time, self.kv_edge, self.root, self.out):
             lin.reset_parameters()
 
-    def forward(self, x: Tensor, x_nbr: Tensor, dt: Tensor, edge: Tensor, mask: Tensor) -> Tensor:
-        """Embed nodes.
+    def forward(
+        self, x: Tensor, table: Tensor, row: Tensor, index: Tensor, dt: Tensor, edge: Tensor
+    ) -> Tensor:
+        """Embed nodes from their neighbour interactions given as an edge list.
 
         Args:
             x: ``[n, node_dim]`` the nodes' own inputs.
-            x_nbr: ``[n, k, node_dim]`` their neighbours' inputs.
-            dt: ``[n, k]`` time since each neighbour interaction.
-            edge: ``[n, k, edge_dim]`` edge features.
-            mask: ``[n, k]`` which neighbour slots are valid.
+            table: ``[a, node_dim]`` inputs of every node that appears as a neighbour (no
+                gradient flows into them; keys and values are projected once per row).
+            row: ``[e]`` which node (row of ``x``) each interaction belongs to.
+            index: ``[e]`` row of ``table`` of the neighbour.
+            dt: ``[e]`` time since the interaction.
+            edge: ``[e, edge_dim]`` edge features.
         """
-        n, k = mask.shape
+        n = x.shape[0]
         h, d = self.heads, self.out_dim // self.heads
-        zero = self.time_enc(x.new_zeros(n))
-        q = self.q(torch.cat([x, zero], dim=-1)).view(n, 1, h, d)
-        kv = self.kv(torch.cat([x_nbr, self.time_enc(dt), edge], dim=-1)).view(n, k, 2, h, d)
-        key, val = kv[:, :, 0], kv[:, :, 1]
-        score = (q * key).sum(-1) / math.sqrt(d)  # [n, k, h]
-        score = score.masked_fill(~mask.unsqueeze(-1), -1e9)
-        att = torch.softmax(score, dim=1) * mask.unsqueeze(-1).to(score.dtype)
-        agg = (att.unsqueeze(-1) * val).sum(dim=1).reshape(n, h * d)
+        zero = self.time_enc(x.new_zeros(1)).expand(n, -1)
+        q = self.q(torch.cat([x, zero], dim=-1))
+        kv = F.embedding(index, self.kv_node(table.detach()))
+        kv = kv + self.kv_time(self.time_enc(dt)) + self.kv_edge(edge)
+        key, val = kv.view(-1, 2, h, d).unbind(1)
+        score = (F.embedding(row, q).view(-1, h, d) * key).sum(-1) * (1.0 / math.sqrt(d))
+        # Softmax over each node's interactions (segment-wise, max-shifted).
+        top = torch.full((n, h), -1e30, device=x.device, dtype=score.dtype)
+        top = top.scatter_reduce(0, row.view(-1, 1).expand(-1, h), score.detach(), "amax")
+        w = torch.exp(score - top.index_select(0, row))
+        den = torch.zeros(n, h, device=x.device, dtype=w.dtype).index_add(0, row, w)
+        att = w / den.index_select(0, row)
+        agg = torch.zeros(n, h, d, device=x.device, dtype=val.dtype)
+        agg = agg.index_add(0, row, att.unsqueeze(-1) * val).view(n, h * d)
         return self.root(x) + self.out(agg)
 
 
@@ -182,7 +199,7 @@ class _Trunk(nn.Module):
         self.l2 = nn.Linear(hidden, hidden)
 
     def forward(self, z: Tensor, iu: Tensor, iv: Tensor, f: Tensor | None) -> Tensor:
-        h = self.a(z)[iu] + self.b(z)[iv]
+        h = F.embedding(iu, self.a(z)) + F.embedding(iv, self.b(z))
         if self.c is not None and f is not None:
             h = h + self.c(f)
         return torch.relu(self.l2(torch.relu(h)))
@@ -191,9 +208,11 @@ class _Trunk(nn.Module):
 class PairHeads(nn.Module):
     """Existence, sign, signed-weight and 3-class heads over node pairs.
 
-    A link trunk feeds the existence head; a sign trunk feeds the sign and weight heads;
-    the 3-class head (no link / positive / negative) reads both trunks. Both trunks also
-    read the pair's online features when ``feat_dim > 0``.
+    One trunk ``relu(W2 relu(A z_u + B z_v + C f + b))`` (the node projections are
+    computed once per node) feeds a linear layer with six outputs: the existence logit,
+    the sign logit, the signed weight (through tanh) and the three logits of (no link,
+    positive, negative). The trunk also reads the pair's online features when
+    ``feat_dim > 0``.
 
     Args:
         emb_dim: Node embedding size.
@@ -204,12 +223,8 @@ class PairHeads(nn.Module):
     def __init__(self, emb_dim: int, feat_dim: int, hidden: int) -> None:
         super().__init__()
         self.feat_dim = feat_dim
-        self.link = _Trunk(emb_dim, feat_dim, hidden)
-        self.sign = _Trunk(emb_dim, feat_dim, hidden)
-        self.exist_out = nn.Linear(hidden, 1)
-        self.sign_out = nn.Linear(hidden, 1)
-        self.weight_out = nn.Linear(hidden, 1)
-        self.class_out = nn.Linear(2 * hidden, 3)
+        self.trunk = _Trunk(emb_dim, feat_dim, hidden)
+        self.out = nn.Linear(hidden, 6)
 
     def reset_parameters(self) -> None:
         """Re-initialise every linear layer."""
@@ -218,18 +233,17 @@ class PairHeads(nn.Module):
                 mod.reset_parameters()
 
     def exist(self, z: Tensor, iu: Tensor, iv: Tensor, f: Tensor | None) -> Tensor:
-        """Existence logits only (cheap path for many negatives)."""
-        return self.exist_out(self.link(z, iu, iv, f)).squeeze(-1)
+        """Existence logits only."""
+        h = self.trunk(z, iu, iv, f)
+        return F.linear(h, self.out.weight[:1], self.out.bias[:1]).squeeze(-1)
 
     def forward(
         self, z: Tensor, iu: Tensor, iv: Tensor, f: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """All heads: ``(exist_logit, sign_logit, signed_weight, class_logits[.,3])``."""
-        hl = self.link(z, iu, iv, f)
-        hs = self.sign(z, iu, iv, f)
-        return (
-            self.exist_out(hl).squeeze(-1),
-            self.sign_out(hs).squeeze(-1),
-            torch.tanh(self.weight_out(hs)).squeeze(-1),
-            self.class_out(torch.cat([hl, hs], dim=-1)),
-        )
+        return self.split(self.out(self.trunk(z, iu, iv, f)))
+
+    @staticmethod
+    def split(o: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Split the six raw outputs into the four heads."""
+        return o[:, 0], o[:, 1], torch.tanh(o[:, 2]), o[:, 3:]

@@ -76,8 +76,10 @@ class OnlineMethod(Protocol):
         """Forget every observed event."""
 
     def score(self, batch: EventBatch, negatives: Tensor, col3: int) -> BatchScores:
-        """Score a batch from the current state; ``negatives[:, col3]`` are the 3-class
-        negatives."""
+        """Score a batch from the current state.
+
+        ``negatives[:, col3]`` are the negatives of the 3-class task.
+        """
         ...
 
     def learn(self, batch: EventBatch) -> None:

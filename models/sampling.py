@@ -89,6 +89,9 @@ class TrainingNegatives(nn.Module):
         p_hist: Share of historical negatives.
     """
 
+    dsts: Tensor
+    count: Tensor
+
     def __init__(self, num_nodes: int, size: int = 20, p_hist: float = 0.5) -> None:
         super().__init__()
         self.num_nodes = num_nodes

@@ -15,6 +15,7 @@ __all__ = [
     "best_three_class_thresholds",
     "compose_three",
     "existence_metrics",
+    "finite",
     "mrr",
     "sign_metrics",
     "three_class_labels",
@@ -65,6 +66,16 @@ def _candidates(score: np.ndarray, k: int = 200) -> np.ndarray:
     return np.unique(np.quantile(score, np.linspace(0.0, 1.0, k)))
 
 
+def _macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """Macro-F1 over classes ``0..n_classes-1`` from integer labels (0 for empty classes)."""
+    cm = np.bincount(y * n_classes + pred, minlength=n_classes * n_classes)
+    cm = cm.reshape(n_classes, n_classes)
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(0) + cm.sum(1)
+    f1 = np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
+    return float(f1.mean())
+
+
 def best_sign_threshold(positive: np.ndarray, p_pos: np.ndarray) -> float:
     """Threshold on ``p_pos`` (predict positive when ``>=``) maximising macro-F1.
 
@@ -75,8 +86,9 @@ def best_sign_threshold(positive: np.ndarray, p_pos: np.ndarray) -> float:
     if p_pos.size == 0:
         return 0.5
     best, best_t = -1.0, 0.5
+    y = positive.astype(np.int64)
     for th in _candidates(p_pos):
-        f = f1_score(positive, p_pos >= th, average="macro", zero_division=0)
+        f = _macro_f1(y, (p_pos >= th).astype(np.int64), 2)
         if f > best:
             best, best_t = f, float(th)
     return best_t
@@ -136,7 +148,7 @@ def three_class_macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
     """Macro-F1 over the classes (no link, positive, negative)."""
     if y.size == 0:
         return float("nan")
-    return float(f1_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0))
+    return _macro_f1(np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64), 3)
 
 
 def finite(x: float) -> float | None:

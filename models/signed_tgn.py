@@ -68,13 +68,13 @@ class ModelConfig:
     time_dim: int = 32
     msg_dim: int = 64
     embed_dim: int = 64
-    hidden: int = 64
+    hidden: int = 128
     heads: int = 2
     neighbors: int = 10
     aggregator: str = "last"
     slots: int = 1
     use_features: bool = True
-    fg_iters: int = 3
+    fg_iters: int = 1
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -141,6 +141,9 @@ class SignedTGN(nn.Module):
         self.heads = heads
         self.features = features
         self.time_enc = memory.time_enc
+        # Memories computed (with gradients) for the last scored batch, persisted as they
+        # were when that batch is observed; cleared by any other state change.
+        self._computed: tuple[Tensor, Tensor, Tensor] | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -157,6 +160,7 @@ class SignedTGN(nn.Module):
 
     def reset_state(self) -> None:
         """Forget the stream: memories, pending events, neighbours, feature counters."""
+        self._computed = None
         self.memory.reset_state()
         self.neighbors.reset_state()
         if self.features is not None:
@@ -172,14 +176,22 @@ class SignedTGN(nn.Module):
 
     def encode(self, n_id: Tensor, t_ref: float) -> Tensor:
         """Embeddings of the sorted unique nodes ``n_id`` at time ``t_ref``."""
-        nbr, nbr_t, nbr_e, mask = self.neighbors(n_id)
-        all_nodes = torch.unique(torch.cat([n_id, nbr[mask]]))
-        mem, _ = self.memory(all_nodes)
-        x_all = mem.permute(1, 0, 2).reshape(all_nodes.numel(), -1)
-        i_self = torch.searchsorted(all_nodes, n_id)
-        i_nbr = torch.searchsorted(all_nodes, nbr).clamp(max=all_nodes.numel() - 1)
+        row, nbr, nbr_t, nbr_e = self.neighbors(n_id)
+        cand = torch.unique(nbr)
+        only_nbr = cand[~torch.isin(cand, n_id)]
+        # Reads never change the state: pending updates are applied on the fly (with
+        # gradients for the queried nodes when enabled). In training the queried nodes'
+        # values are kept so that observing the batch persists them without recomputing.
+        mem_q, last_q = self.memory(n_id)
+        self._computed = (n_id, mem_q.detach(), last_q) if torch.is_grad_enabled() else None
+        with torch.no_grad():
+            mem_n, _ = self.memory(only_nbr)
+        keys = torch.cat([n_id, only_nbr])
+        x_all = torch.cat([mem_q, mem_n], dim=1).permute(1, 0, 2).reshape(keys.numel(), -1)
+        sorted_keys, order = torch.sort(keys)
+        index = order.index_select(0, torch.searchsorted(sorted_keys, nbr))
         dt = (t_ref - nbr_t).clamp(min=0)
-        return self.embedding(x_all[i_self], x_all[i_nbr], dt, nbr_e, mask)
+        return self.embedding(x_all[: n_id.numel()], x_all, row, index, dt, nbr_e)
 
     def forward(self, u: Tensor, v: Tensor, t_ref: float, n_full: int | None = None) -> PairOutput:
         """Score pairs ``u[i] -> v[i]`` from the state as it stands (before the batch).
@@ -197,16 +209,19 @@ class SignedTGN(nn.Module):
         iu = torch.searchsorted(n_id, u)
         iv = torch.searchsorted(n_id, v)
         f = self.features.query(u, v, t_ref) if self.features is not None else None
-        exist_all = self.heads.exist(z, iu, iv, f)
         fs = f[:n_full] if f is not None else None
-        _, sign, weight, classes = self.heads(z, iu[:n_full], iv[:n_full], fs)
-        return PairOutput(exist=exist_all, sign=sign, weight=weight, classes=classes)
+        exist, sign, weight, classes = self.heads(z, iu[:n_full], iv[:n_full], fs)
+        if n_full < u.numel():
+            fr = f[n_full:] if f is not None else None
+            exist = torch.cat([exist, self.heads.exist(z, iu[n_full:], iv[n_full:], fr)])
+        return PairOutput(exist=exist, sign=sign, weight=weight, classes=classes)
 
     @torch.no_grad()
     def observe(self, batch: EventBatch) -> None:
         """Write a batch of true events into every piece of state."""
         args = (batch.src, batch.dst, batch.t, batch.sign, batch.weight)
-        self.memory.observe(*args)
+        computed, self._computed = self._computed, None
+        self.memory.observe(*args, computed=computed)
         self.neighbors.observe(*args)
         if self.features is not None:
             self.features.observe(*args)

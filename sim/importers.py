@@ -226,10 +226,10 @@ def import_network(
         "weight": "abs(rating) / 10",
     }
     scenario = name or p.stem
-    interaction_rows = [
-        (0, i, float(t_days[i]), int(edges.src[i]), int(edges.dst[i]), int(sign[i]),
-         float(weight[i]), True, "observed", None)
-        for i in range(len(edges))
+    n = len(edges)
+    columns = [
+        [0] * n, list(range(n)), t_days.tolist(), edges.src.tolist(), edges.dst.tolist(),
+        sign.tolist(), weight.tolist(), [True] * n, ["observed"] * n, [None] * n,
     ]
     agent_rows = [
         {"agent_id": int(a), "kind": "observed", "group": 0, "initial_opinion": 0.0,
@@ -244,10 +244,11 @@ def import_network(
     try:
         for a in agent_rows:
             a["run_id"] = run_id
-        interaction_rows = [(run_id, *r[1:]) for r in interaction_rows]
-        writer = EventWriter(store, run_id, flush_rows=len(interaction_rows) + 1)
-        writer.add(interaction_rows)
-        writer.flush()
+        columns[0] = [run_id] * n
+        flat = [v for row in zip(*columns, strict=True) for v in row]
+        writer = EventWriter(store, run_id, flush_rows=n + 1)
+        writer.add(flat)
+        writer.close()
         store.write_agents(run_id, agent_rows)
         store.finish_run(run_id, "complete")
     except BaseException as exc:

@@ -1,0 +1,145 @@
+"""The strict online protocol: no label leakage, negatives never touch the state."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from models.baselines import EdgeBank, FeatureClassifier, ReputationHeuristic
+from models.data import split_by_time
+from models.protocol import make_negatives, metrics_from, run_protocol
+from models.sampling import evaluation_negatives
+from models.signed_tgn import ModelConfig, build_model
+from models.train import NeuralMethod, TrainConfig
+
+from .conftest import DEVICES, random_stream
+
+BS = 20
+
+
+def neural(ev, device, adapt=False, variant="semba"):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_nodes=ev.num_nodes, variant=variant, memory_dim=8,
+                                    time_dim=4, msg_dim=8, embed_dim=8, hidden=8,
+                                    neighbors=4)).to(device)
+    return NeuralMethod("m", model, TrainConfig(batch_size=BS, adapt=adapt))
+
+
+def flip_batch(ev, k_start):
+    """The same stream with the signs and weights of one batch changed."""
+    sl = slice(k_start, k_start + BS)
+    sign, weight = ev.sign.clone(), ev.weight.clone()
+    sign[sl] = -sign[sl]
+    weight[sl] = 1.0 - weight[sl] + 0.05
+    return replace(ev, sign=sign, weight=weight)
+
+
+KEYS = ("exist_pos", "exist_neg", "p_pos", "weight", "p3_pos", "p3_neg")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("adapt", [False, True])
+def test_labels_of_batch_k_cannot_change_its_scores(device, adapt):
+    ev = random_stream(800, 25, seed=1).to(device)
+    split = split_by_time(ev)
+    negs = make_negatives(ev, split, BS, n_neg=10, seed=0)
+    k_start = split.train_end + 2 * BS  # the third of six validation batches
+    base = run_protocol(neural(ev, device, adapt), ev, split, negs, BS, adapt=adapt,
+                        parts=("val",))["val"]
+    changed = run_protocol(neural(ev, device, adapt), flip_batch(ev, k_start), split, negs,
+                           BS, adapt=adapt, parts=("val",))["val"]
+    upto = k_start - split.train_end + BS  # through batch k
+    for key in KEYS:
+        np.testing.assert_array_equal(base[key][:upto], changed[key][:upto], err_msg=key)
+    # ... while later batches do see the revealed labels.
+    assert not np.array_equal(base["p_pos"][upto:], changed["p_pos"][upto:])
+
+
+@pytest.mark.parametrize("make", [
+    lambda n: EdgeBank(n), lambda n: ReputationHeuristic(n),
+])
+def test_baselines_do_not_leak_labels_either(make):
+    ev = random_stream(300, 25, seed=2)
+    split = split_by_time(ev)
+    negs = make_negatives(ev, split, BS, n_neg=10)
+    k_start = split.train_end + BS
+    a = run_protocol(make(ev.num_nodes), ev, split, negs, BS, parts=("val",))["val"]
+    b = run_protocol(make(ev.num_nodes), flip_batch(ev, k_start), split, negs, BS,
+                     parts=("val",))["val"]
+    upto = k_start - split.train_end + BS
+    for key in KEYS:
+        np.testing.assert_array_equal(a[key][:upto], b[key][:upto])
+
+
+def test_feature_classifier_prequential_has_no_leak():
+    ev = random_stream(400, 25, seed=3)
+    split = split_by_time(ev)
+    negs = make_negatives(ev, split, BS, n_neg=5)
+    k_start = split.train_end + BS
+
+    def run(stream):
+        clf = FeatureClassifier(ev.num_nodes, "logreg", refit_every=1)
+        clf.fit(stream, split, BS)
+        return run_protocol(clf, stream, split, negs, BS, adapt=True, parts=("val",))["val"]
+
+    a, b = run(ev), run(flip_batch(ev, k_start))
+    upto = k_start - split.train_end + BS
+    np.testing.assert_array_equal(a["p_pos"][:upto], b["p_pos"][:upto])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_negatives_never_touch_the_state(device):
+    ev = random_stream(300, 25, seed=4).to(device)
+    split = split_by_time(ev)
+    n1 = make_negatives(ev, split, BS, n_neg=10, seed=0)
+    n2 = make_negatives(ev, split, BS, n_neg=10, seed=99)
+    assert not np.array_equal(n1.val, n2.val)
+    m1, m2 = neural(ev, device), neural(ev, device)
+    r1 = run_protocol(m1, ev, split, n1, BS)
+    r2 = run_protocol(m2, ev, split, n2, BS)
+    for part in ("val", "test"):
+        for key in ("exist_pos", "p_pos", "weight", "p3_pos"):
+            np.testing.assert_allclose(r1[part][key], r2[part][key], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(m1.model.memory.snapshot(), m2.model.memory.snapshot())
+    assert torch.equal(m1.model.neighbors.nbr_t, m2.model.neighbors.nbr_t)
+    f1, f2 = m1.model.features, m2.model.features
+    assert f1 is not None and f2 is not None
+    assert torch.equal(f1.in_neg, f2.in_neg) and f1.pairs.table == f2.pairs.table
+
+
+def test_evaluation_negatives_are_seeded_and_split_historical_random():
+    ev = random_stream(200, 20, seed=5)
+    a = evaluation_negatives(ev, 100, 200, BS, n_neg=10, seed=7)
+    b = evaluation_negatives(ev, 100, 200, BS, n_neg=10, seed=7)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (100, 10)
+    dst = ev.dst[100:200].numpy()
+    assert not (a == dst[:, None]).any()  # never the true destination
+    src, all_dst = ev.src.numpy(), ev.dst.numpy()
+    for i in range(100):
+        b0 = 100 + (i // BS) * BS  # history frozen at the batch start
+        past = set(all_dst[:b0][src[:b0] == src[100 + i]].tolist()) - {dst[i]}
+        k = min(5, len(past))
+        assert set(a[i, :k].tolist()) <= past and len(set(a[i, :k].tolist())) == k
+
+
+def test_metrics_from_choose_thresholds_on_validation():
+    rng = np.random.default_rng(0)
+
+    def part(n, shift):
+        sign = np.where(rng.random(n) < 0.3, -1.0, 1.0)
+        p = np.clip(0.5 + 0.3 * sign + rng.normal(0, 0.2, n) + shift, 0, 1)
+        return {"exist_pos": rng.random(n) + 1, "exist_neg": rng.random((n, 4)),
+                "p_pos": p, "weight": 0.5 * sign, "sign": sign, "signed_weight": 0.5 * sign,
+                "p3_pos": np.stack([np.zeros(n), p, 1 - p], 1),
+                "p3_neg": np.tile([1.0, 0.0, 0.0], (n, 1))}
+
+    out = metrics_from({"val": part(400, 0.0), "test": part(400, 0.0)})
+    assert out["val"]["exist_mrr"] == 1.0 and out["test"]["exist_auc"] == 1.0
+    assert out["val"]["sign_threshold"] == out["test"]["sign_threshold"]
+    assert out["test"]["sign_auc"] > 0.9 and out["test"]["sign_macro_f1"] > 0.85
+    assert out["test"]["weight_rmse"] == pytest.approx(0.0)
+    assert out["test"]["three_class_macro_f1"] > 0.85
