@@ -61,10 +61,6 @@ class EventBatch:
         """``sign * weight`` for each event."""
         return self.sign * self.weight
 
-    def with_labels(self, sign: Tensor, weight: Tensor) -> EventBatch:
-        """A copy with other signs and weights (used to probe for label leakage)."""
-        return replace(self, sign=sign, weight=weight)
-
 
 @dataclass(frozen=True)
 class SignedEvents:
@@ -139,12 +135,11 @@ class TimeSplit:
     val_time: float
 
     def range(self, part: str) -> tuple[int, int]:
-        """``(start, end)`` of ``train``, ``val``, ``test`` or ``after_train``."""
+        """``(start, end)`` of ``train``, ``val`` or ``test``."""
         ranges = {
             "train": (0, self.train_end),
             "val": (self.train_end, self.val_end),
             "test": (self.val_end, self.n),
-            "after_train": (self.train_end, self.n),
         }
         if part not in ranges:
             raise SignsimError(f"Unknown split part '{part}'; use train, val or test.")

@@ -114,7 +114,7 @@ def plot_negative_share(
     ax.plot(mid, [w["forecast_negative_share"] for w in windows], "s--", label="forecast")
     if test_start is not None:
         ax.axvline(test_start, color="grey", lw=0.8, ls=":", label="test period starts")
-    ax.set_xlabel("time")
+    ax.set_xlabel("time (run time units; days for imported networks)")
     ax.set_ylabel("share of negative interactions")
     ax.set_title(title)
     ax.set_ylim(bottom=0)

@@ -5,8 +5,6 @@ All functions take numpy arrays and return plain floats, so results are JSON-saf
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
@@ -15,7 +13,6 @@ __all__ = [
     "best_three_class_thresholds",
     "compose_three",
     "existence_metrics",
-    "finite",
     "mrr",
     "sign_metrics",
     "three_class_labels",
@@ -150,7 +147,3 @@ def three_class_macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
         return float("nan")
     return _macro_f1(np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64), 3)
 
-
-def finite(x: float) -> float | None:
-    """``x`` or None when it is NaN/inf (for JSON)."""
-    return x if math.isfinite(x) else None
