@@ -14,19 +14,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from sqlalchemy import update
 from tqdm import tqdm
 
 from models.baselines import EdgeBank, FeatureClassifier, ReputationHeuristic, unsigned_tgn
 from models.data import SignedEvents, TimeSplit, load_events, split_by_time
 from models.protocol import OnlineMethod, make_negatives, metrics_from, run_protocol
-from models.signed_tgn import ModelConfig
+from models.signed_tgn import ModelConfig, SignedTGN
 from models.train import NeuralMethod, TrainConfig, fit_model, load_checkpoint, resolve_device
 from sim.errors import SignsimError
 from sim.schema import ModelRecord
 from sim.store import Store, open_store
 
-__all__ = ["METRIC_COLUMNS", "EvaluationReport", "evaluate_model", "load_model_record"]
+__all__ = [
+    "METRIC_COLUMNS", "EvaluationReport", "LoadedModel", "evaluate_model", "load_model_record",
+    "load_trained",
+]
 
 METRIC_COLUMNS = (
     ("exist_mrr", "MRR"), ("exist_ap", "AP"), ("exist_auc", "ex.AUC"),
@@ -128,6 +132,43 @@ def _baselines(
     return out
 
 
+@dataclass
+class LoadedModel:
+    """A recorded model rebuilt for a run: its events, settings, split and weights."""
+
+    record: dict[str, Any]
+    run_id: int
+    events: SignedEvents
+    train: TrainConfig
+    split: TimeSplit
+    model: SignedTGN
+    config: dict[str, Any]
+    device: torch.device
+
+
+def load_trained(store: Store, model_id: int, run_id: int | None, device: str,
+                 adapt: bool | None) -> LoadedModel:
+    """Rebuild model ``model_id`` for ``run_id`` (default: the run it was trained on).
+
+    Args:
+        store: The open store.
+        model_id: Row id in the ``models`` table.
+        run_id: Run whose events to load.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        adapt: Override the prequential adaptation setting (None: as trained).
+    """
+    rec = load_model_record(store, model_id)
+    run = int(rec["run_id"]) if run_id is None else run_id
+    dev = resolve_device(device)
+    events = load_events(store, run).to(dev)
+    train = TrainConfig.from_dict(rec["config"].get("train", {}))
+    if adapt is not None:
+        train.adapt = adapt
+    split = split_by_time(events, train.train_frac, train.val_frac)
+    model, config = load_checkpoint(rec["checkpoint"], num_nodes=events.num_nodes, device=dev)
+    return LoadedModel(rec, run, events, train, split, model, config, dev)
+
+
 def evaluate_model(
     db: str | Store,
     model_id: int,
@@ -155,15 +196,9 @@ def evaluate_model(
         SignsimError: Unknown model, missing checkpoint, unknown device.
     """
     store = db if isinstance(db, Store) else open_store(db, create=False)
-    rec = load_model_record(store, model_id)
-    dev = resolve_device(device)
-    run_id = int(rec["run_id"])
-    events = load_events(store, run_id).to(dev)
-    train = TrainConfig.from_dict(rec["config"].get("train", {}))
-    if adapt is not None:
-        train.adapt = adapt
-    split = split_by_time(events, train.train_frac, train.val_frac)
-    model, config = load_checkpoint(rec["checkpoint"], num_nodes=events.num_nodes, device=dev)
+    loaded = load_trained(store, model_id, None, device, adapt)
+    run_id, events, train, split = loaded.run_id, loaded.events, loaded.train, loaded.split
+    model, config = loaded.model, loaded.config
     negatives = make_negatives(events, split, train.batch_size, train.n_neg, train.eval_seed)
     protocol = (f"strict online, batch {train.batch_size}, {train.n_neg} negatives/event, "
                 f"{'prequential adaptation' if train.adapt else 'frozen weights'}")
@@ -179,7 +214,7 @@ def evaluate_model(
         report.metrics[method.name] = metrics_from(res)
         report.seconds[method.name] = fit_seconds + time.perf_counter() - t0
     if record:
-        metrics = json.loads(rec.get("metrics_json") or "{}")
+        metrics = json.loads(loaded.record.get("metrics_json") or "{}")
         metrics["evaluation"] = report.to_dict()
         with store.begin() as conn:
             conn.execute(update(ModelRecord).where(ModelRecord.id == int(model_id))

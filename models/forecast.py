@@ -23,9 +23,9 @@ import torch
 from sqlalchemy import delete
 from tqdm import tqdm
 
-from models.data import SignedEvents, iter_batches, load_events, resolve_run, split_by_time
-from models.evaluate import load_model_record
-from models.train import NeuralMethod, TrainConfig, load_checkpoint, resolve_device
+from models.data import SignedEvents, iter_batches, resolve_run
+from models.evaluate import load_trained
+from models.train import NeuralMethod
 from sim.errors import SignsimError
 from sim.schema import Forecast
 from sim.store import Store, open_store
@@ -174,15 +174,10 @@ def forecast_model(
         SignsimError: Unknown model or run, missing checkpoint, unknown device.
     """
     store = db if isinstance(db, Store) else open_store(db, create=False)
-    rec = load_model_record(store, model_id)
-    run_id = resolve_run(store, run) if run is not None else int(rec["run_id"])
-    dev = resolve_device(device)
-    events = load_events(store, run_id).to(dev)
-    train = TrainConfig.from_dict(rec["config"].get("train", {}))
-    if adapt is not None:
-        train.adapt = adapt
-    split = split_by_time(events, train.train_frac, train.val_frac)
-    model, _ = load_checkpoint(rec["checkpoint"], num_nodes=events.num_nodes, device=dev)
+    loaded = load_trained(store, model_id, resolve_run(store, run) if run is not None else None,
+                          device, adapt)
+    run_id, events, train, split, model = (loaded.run_id, loaded.events, loaded.train,
+                                           loaded.split, loaded.model)
     method = NeuralMethod("model", model, train)
     method.reset_state()
     for batch in iter_batches(events, 0, split.train_end, train.batch_size):
