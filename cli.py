@@ -89,15 +89,9 @@ def runs(
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """List the runs in a database."""
-    from sim.query import format_frame, run_query
+    from sim.query import format_frame, list_runs
 
-    typer.echo(format_frame(run_query(db, RUNS_SQL), fmt))
-
-
-RUNS_SQL = (
-    "SELECT id, scenario, arm, seed, kind, status, n_agents, n_interactions, horizon, "
-    "started_at, finished_at FROM runs ORDER BY id"
-)
+    typer.echo(format_frame(list_runs(db), fmt))
 
 
 @app.command()

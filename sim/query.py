@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sim.errors import SignsimError
 from sim.store import Store
 
-__all__ = ["READ_KEYWORDS", "WRITE_KEYWORDS", "format_frame", "run_query"]
+__all__ = ["READ_KEYWORDS", "WRITE_KEYWORDS", "format_frame", "list_runs", "run_query"]
 
 #: First keywords of statements that change something (refused outright).
 WRITE_KEYWORDS = (
@@ -70,6 +70,15 @@ def run_query(db: str, sql: str) -> pd.DataFrame:
         if "readonly" in msg.replace("-", "").replace(" ", "").lower():
             raise SignsimError(f"signsim query is read-only; the statement was refused ({msg}).") from None
         raise SignsimError(f"The SQL statement failed: {msg}. Nothing was changed.") from None
+    finally:
+        store.dispose()
+
+
+def list_runs(db: str) -> pd.DataFrame:
+    """All runs of a database (opened read-only), oldest first."""
+    store = Store(db, create=False, read_only=True)
+    try:
+        return store.runs()
     finally:
         store.dispose()
 

@@ -9,7 +9,6 @@ database whose run is not ``complete``.
 from __future__ import annotations
 
 import hashlib
-import json
 import queue
 import sqlite3
 import threading
@@ -453,7 +452,3 @@ class EventWriter:
             )
         self.written += n
 
-
-def dumps(obj: Any) -> str:
-    """JSON with sorted keys (stable for hashing)."""
-    return json.dumps(obj, sort_keys=True, default=float)
