@@ -231,25 +231,21 @@ def import_network(
         [0] * n, list(range(n)), t_days.tolist(), edges.src.tolist(), edges.dst.tolist(),
         sign.tolist(), weight.tolist(), [True] * n, ["observed"] * n, [None] * n,
     ]
-    agent_rows = [
-        {"agent_id": int(a), "kind": "observed", "group": 0, "initial_opinion": 0.0,
-         "activity_rate": sent.get(int(a), 0) / rate_span}
-        for a in all_nodes
-    ]
+    agent_ids = [int(a) for a in all_nodes]
+    agent_rates = [sent.get(a, 0) / rate_span for a in agent_ids]
 
     run_id = store.create_run(
         scenario=scenario, arm="observed", seed=0, kind="observed",
         scenario_text=json.dumps(provenance, sort_keys=True), horizon=span,
     )
     try:
-        for a in agent_rows:
-            a["run_id"] = run_id
         columns[0] = [run_id] * n
         flat = [v for row in zip(*columns, strict=True) for v in row]
         writer = EventWriter(store, run_id, flush_rows=n + 1)
         writer.add(flat)
         writer.close()
-        store.write_agents(run_id, agent_rows)
+        k = len(agent_ids)
+        store.write_agents(run_id, agent_ids, ["observed"] * k, [0] * k, [0.0] * k, agent_rates)
         store.finish_run(run_id, "complete")
     except BaseException as exc:
         _delete_run(store, run_id)
@@ -263,7 +259,7 @@ def import_network(
         run_id=run_id,
         scenario=scenario,
         n_interactions=len(edges),
-        n_agents=len(agent_rows),
+        n_agents=len(agent_ids),
         span_days=span,
         negative_share=float((sign < 0).mean()),
     )

@@ -38,20 +38,8 @@ class SimResult:
 def write_agent_rows(store: Store, run_id: int, model: SocialModel) -> None:
     """Write the ``agents`` rows of a freshly built model."""
     pop = model.population
-    table = np.empty((pop.n, 6), dtype=object)
-    table[:, 0] = run_id
-    table[:, 1] = range(pop.n)
-    table[:, 2] = np.array(KIND_CODES, dtype=object)[pop.kind]
-    table[:, 3] = pop.group.tolist()
-    table[:, 4] = pop.opinion.tolist()
-    table[:, 5] = pop.rate.tolist()
-    with store.begin() as conn:
-        store.insert_flat(conn, "agents", ("run_id", "agent_id", "kind", "group",
-                                           "initial_opinion", "activity_rate"),
-                          table.ravel().tolist())
-        conn.exec_driver_sql(
-            f"UPDATE runs SET n_agents = {pop.n} WHERE id = {int(run_id)}"
-        )
+    store.write_agents(run_id, range(pop.n), np.array(KIND_CODES, dtype=object)[pop.kind],
+                       pop.group.tolist(), pop.opinion.tolist(), pop.rate.tolist())
 
 
 def learned_dynamics(config: SimConfig) -> Dynamics:

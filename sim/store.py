@@ -39,6 +39,7 @@ from sim.errors import SignsimError
 from sim.schema import SCHEMA_VERSION, AgentRow, Base, Meta, Run
 
 __all__ = [
+    "AGENT_COLUMNS",
     "INTERACTION_COLUMNS",
     "EventWriter",
     "Store",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 _SQLITE_MAX_VARS = 32_000
+
+AGENT_COLUMNS = ("run_id", "agent_id", "kind", "group", "initial_opinion", "activity_rate")
 
 INTERACTION_COLUMNS = (
     "run_id", "seq", "t", "src", "dst", "sign", "weight", "delivered", "cause", "blocked_by",
@@ -246,11 +249,18 @@ class Store:
                 )
             )
 
-    def write_agents(self, run_id: int, rows: Sequence[dict[str, Any]]) -> None:
-        """Write a run's agents (one transaction) and record their count on the run."""
+    def write_agents(self, run_id: int, agent_id: Sequence[int], kind: Sequence[str],
+                     group: Sequence[int], initial_opinion: Sequence[float],
+                     activity_rate: Sequence[float]) -> None:
+        """Write a run's agents, given column by column, in one transaction with their count."""
+        n = len(agent_id)
+        table = np.empty((n, len(AGENT_COLUMNS)), dtype=object)
+        table[:, 0] = run_id
+        for j, column in enumerate((agent_id, kind, group, initial_opinion, activity_rate), 1):
+            table[:, j] = column
         with self.begin() as conn:
-            self.bulk_insert(conn, AgentRow.__tablename__, rows)
-            conn.execute(update(Run).where(Run.id == run_id).values(n_agents=len(rows)))
+            self.insert_flat(conn, AgentRow.__tablename__, AGENT_COLUMNS, table.ravel().tolist())
+            conn.execute(update(Run).where(Run.id == run_id).values(n_agents=n))
 
     def bulk_insert(self, conn: Connection, table: str, rows: Sequence[dict[str, Any]]) -> None:
         """Insert dict rows with SQLAlchemy Core ``insert`` in the open transaction."""
