@@ -380,8 +380,7 @@ class EventWriter:
         self.run_id = run_id
         self.flush_rows = flush_rows
         self.written = 0
-        self._chunks: list[list[Any]] = []
-        self._pending = 0
+        self._flat: list[Any] = []
         self._side: dict[str, list[dict[str, Any]]] = {}
         self._queue: queue.Queue[tuple[list[Any], dict[str, list[dict[str, Any]]]] | None] | None = None
         self._thread: threading.Thread | None = None
@@ -393,9 +392,8 @@ class EventWriter:
 
     def add(self, flat: list[Any]) -> None:
         """Buffer interaction rows: one flat list of values in ``INTERACTION_COLUMNS`` order."""
-        self._chunks.append(flat)
-        self._pending += len(flat) // len(INTERACTION_COLUMNS)
-        if self._pending >= self.flush_rows:
+        self._flat.extend(flat)
+        if len(self._flat) >= self.flush_rows * len(INTERACTION_COLUMNS):
             self.flush()
 
     def add_side(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
@@ -406,13 +404,11 @@ class EventWriter:
         """Hand everything buffered to the writer (or write it now)."""
         if self._error is not None:
             raise self._error
-        if not self._pending and not self._side:
+        if not self._flat and not self._side:
             return
-        rows = self._chunks[0] if len(self._chunks) == 1 else [
-            v for chunk in self._chunks for v in chunk]
+        rows = self._flat
         side = self._side
-        self._chunks = []
-        self._pending = 0
+        self._flat = []
         self._side = {}
         if self._queue is not None:
             self._queue.put((rows, side))
