@@ -1,6 +1,7 @@
 """Recording: stream a run's events, metrics, snapshots and intervention log to the store.
 
-Nothing accumulates in memory beyond one flush of rows and the sliding metric window.
+With a store, nothing accumulates in memory beyond one flush of rows and the sliding metric
+window; ``keep_events`` (or no store) also keeps every batch, metric and intervention row.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class Recorder:
     Args:
         store: Destination, or ``None`` to keep everything in ``self.batches``.
         run_id: The run's id in the store.
-        keep_events: Also keep every batch in memory (tests, small runs).
+        keep_events: Also keep every batch, metric row and intervention row in memory
+            (tests, small runs).
     """
 
     def __init__(self, store: Store | None, run_id: int = 0, keep_events: bool = False) -> None:
@@ -118,7 +120,8 @@ class Recorder:
         """Add an ``interventions`` row."""
         row = {"run_id": self.run_id, "t": float(t), "intervention": intervention,
                "action": action, "agent_id": agent_id, "count": int(count), "detail": detail}
-        self.intervention_rows.append(row)
+        if self.keep_events:
+            self.intervention_rows.append(row)
         self._side("interventions", [row])
 
     def _window_arrays(self, model: SocialModel) -> dict[str, np.ndarray]:
@@ -148,7 +151,8 @@ class Recorder:
             pop.active, model.config.recording.metric_window,
         )
         rows = metric_rows(self.run_id, float(now), values)
-        self.metric_rows.extend(rows)
+        if self.keep_events:
+            self.metric_rows.extend(rows)
         self._side("metrics", rows)
         for name, count in sorted(self._blocked_since_tick.items()):
             self.log_intervention(now, name, "blocked", None, count, "acts blocked since last tick")
