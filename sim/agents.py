@@ -107,8 +107,8 @@ def draw_population(cfg: PopulationConfig, rng: np.random.Generator) -> Populati
         group=group,
         kind=kind,
         rate=rate.astype(np.float64),
-        negativity=np.zeros(n),
-        neg_time=np.zeros(n),
+        negativity=np.full(n, 0.0),  # np.full writes its pages now (np.zeros would
+        neg_time=np.full(n, 0.0),  # leave page faults to the first events)
         active=np.ones(n, dtype=np.bool_),
         last_actor=np.full(n, -1, dtype=np.int64),
     )

@@ -68,16 +68,20 @@ class NetState:
 
     @classmethod
     def create(cls, follow: np.ndarray, follow_n: np.ndarray, ties: int) -> NetState:
-        """Fresh state around an initial follow network."""
+        """Fresh state around an initial follow network.
+
+        Arrays are filled with ``np.full`` rather than ``np.zeros``: zeroed memory is
+        mapped lazily, so its page faults would land on the first events of a large run.
+        """
         n = follow.shape[0]
         return cls(
             follow=follow,
             follow_n=follow_n,
             tie_partner=np.full((n, ties), -1, dtype=np.int64),
-            tie_sign=np.zeros((n, ties), dtype=np.int8),
-            tie_next=np.zeros(n, dtype=np.int64),
-            strikes=np.zeros(n, dtype=np.int64),
-            day_acts=np.zeros(n, dtype=np.int64),
+            tie_sign=np.full((n, ties), 0, dtype=np.int8),
+            tie_next=np.full(n, 0, dtype=np.int64),
+            strikes=np.full(n, 0, dtype=np.int64),
+            day_acts=np.full(n, 0, dtype=np.int64),
             day_index=np.full(n, -1, dtype=np.int64),
             victims=np.full(256, -1, dtype=np.int64),
             vstate=np.zeros(2, dtype=np.int64),

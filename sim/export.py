@@ -23,7 +23,7 @@ EXPORT_FORMATS = ("csv", "parquet", "tgb", "pyg")
 def run_frame(store: Store, run_id: int) -> pd.DataFrame:
     """A run's interactions as a DataFrame ordered by ``seq`` (clear error if unknown)."""
     store.run(run_id)
-    return store.frame("SELECT * FROM interactions WHERE run_id = :r ORDER BY seq", {"r": run_id})
+    return store.frame("SELECT * FROM interactions WHERE run_id = :r ORDER BY t, seq", {"r": run_id})
 
 
 def export_run(store: Store, run_id: int, fmt: str, out: str | Path) -> Path:

@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete
 
+from sim.dynamics import EventBatch
 from sim.errors import SignsimError
 from sim.schema import AgentRow, Interaction, Run
-from sim.store import EventWriter, Store, open_store
+from sim.store import Store, open_store
+from sim.writer import EventWriter
 
 __all__ = [
     "FORMATS",
@@ -227,10 +229,10 @@ def import_network(
     }
     scenario = name or p.stem
     n = len(edges)
-    columns = [
-        [0] * n, list(range(n)), t_days.tolist(), edges.src.tolist(), edges.dst.tolist(),
-        sign.tolist(), weight.tolist(), [True] * n, ["observed"] * n, [None] * n,
-    ]
+    codes = np.zeros(n, dtype=np.int64)  # cause "observed", delivered
+    events = EventBatch(t=np.asarray(t_days, dtype=np.float64), src=np.asarray(edges.src),
+                        dst=np.asarray(edges.dst), sign=np.asarray(sign),
+                        weight=np.asarray(weight), blocked=codes, cause=codes)
     agent_ids = [int(a) for a in all_nodes]
     agent_rates = [sent.get(a, 0) / rate_span for a in agent_ids]
 
@@ -239,10 +241,9 @@ def import_network(
         scenario_text=json.dumps(provenance, sort_keys=True), horizon=span,
     )
     try:
-        columns[0] = [run_id] * n
-        flat = [v for row in zip(*columns, strict=True) for v in row]
-        writer = EventWriter(store, run_id, flush_rows=n + 1)
-        writer.add(flat)
+        writer = EventWriter(store, run_id, flush_rows=n + 1, cause_names=("observed",),
+                             block_names=(None,))
+        writer.add(events)
         writer.close()
         k = len(agent_ids)
         store.write_agents(run_id, agent_ids, ["observed"] * k, [0] * k, [0.0] * k, agent_rates)

@@ -14,34 +14,14 @@ import numpy as np
 import simpy
 
 from sim.dynamics import EventBatch
-from sim.kernel import BLOCKS, CAUSES
-from sim.store import INTERACTION_COLUMNS, EventWriter, Store
+from sim.kernel import BLOCKS
+from sim.store import Store
+from sim.writer import EventWriter
 
 if TYPE_CHECKING:
     from sim.engine import SocialModel
 
-__all__ = ["Recorder", "event_rows"]
-
-_CAUSE_NAMES = np.array(CAUSES, dtype=object)
-_BLOCK_NAMES = np.array(BLOCKS, dtype=object)
-
-
-def event_rows(run_id: int, seq0: int, events: EventBatch) -> list[Any]:
-    """Values of the ``interactions`` rows of a batch, flat, in ``INTERACTION_COLUMNS`` order."""
-    k = len(events)
-    table = np.empty((k, len(INTERACTION_COLUMNS)), dtype=object)
-    table[:, 0] = run_id
-    table[:, 1] = range(seq0, seq0 + k)
-    table[:, 2] = events.t.tolist()
-    table[:, 3] = events.src.tolist()
-    table[:, 4] = events.dst.tolist()
-    table[:, 5] = events.sign.tolist()
-    table[:, 6] = events.weight.tolist()
-    table[:, 7] = (events.blocked == 0).tolist()
-    table[:, 8] = _CAUSE_NAMES[events.cause]
-    table[:, 9] = _BLOCK_NAMES[events.blocked]
-    return table.ravel().tolist()  # type: ignore[no-any-return]
-
+__all__ = ["Recorder"]
 
 class Recorder:
     """Writes one run to a store (or keeps its events in memory when ``store`` is None).
@@ -62,7 +42,6 @@ class Recorder:
         self.metric_rows: list[dict[str, Any]] = []
         self.intervention_rows: list[dict[str, Any]] = []
         self._window: deque[EventBatch] = deque()
-        self._seq = 0
         self._blocked_since_tick: dict[str, int] = {}
 
     def attach(self, model: SocialModel) -> None:
@@ -92,8 +71,7 @@ class Recorder:
         if len(events) == 0:
             return
         if self.writer is not None:
-            self.writer.add(event_rows(self.run_id, self._seq, events))
-        self._seq += len(events)
+            self.writer.add(events)
         if self.keep_events:
             self.batches.append(events)
         if model.config.recording.metric_cadence > 0:

@@ -14,8 +14,8 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    Index,
     Integer,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -36,7 +36,7 @@ __all__ = [
     "Run",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 class Base(DeclarativeBase):
@@ -85,11 +85,16 @@ class AgentRow(Base):
 
 
 class Interaction(Base):
-    """One signed interaction, delivered or blocked; ``seq`` orders a run's events."""
+    """One signed interaction, delivered or blocked; ``seq`` orders a run's events.
+
+    A run's ``seq`` order is also its time order, so the key ``(run_id, t, seq)`` both
+    identifies a row and serves time-range queries; SQLite stores the table in that order
+    (``WITHOUT ROWID``), and appending a run's events touches a single B-tree.
+    """
 
     __tablename__ = "interactions"
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    seq: Mapped[int] = mapped_column(Integer)
     t: Mapped[float] = mapped_column(Float)
     src: Mapped[int] = mapped_column(Integer)
     dst: Mapped[int] = mapped_column(Integer)
@@ -100,7 +105,7 @@ class Interaction(Base):
     blocked_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     __table_args__ = (
-        Index("ix_interactions_run_t", "run_id", "t"),
+        PrimaryKeyConstraint("run_id", "t", "seq", name="pk_interactions"),
         {"sqlite_with_rowid": False},
     )
 

@@ -9,10 +9,8 @@ database whose run is not ``complete``.
 from __future__ import annotations
 
 import hashlib
-import queue
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
@@ -41,7 +39,7 @@ from sim.schema import SCHEMA_VERSION, AgentRow, Base, Meta, Run
 __all__ = [
     "AGENT_COLUMNS",
     "INTERACTION_COLUMNS",
-    "EventWriter",
+    "SQLITE_PRAGMAS",
     "Store",
     "code_version",
     "open_store",
@@ -85,11 +83,18 @@ def _describe(url: str) -> str:
         return url
 
 
+#: Settings of every read-write SQLite connection (WAL itself is set once per file).
+SQLITE_PRAGMAS = (
+    "PRAGMA busy_timeout=60000",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA cache_size=-262144",  # 256 MiB page cache: inserts stay O(1)-ish as runs grow
+)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA busy_timeout=60000")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache: inserts stay O(1)-ish as runs grow
+    for pragma in SQLITE_PRAGMAS:
+        cur.execute(pragma)
     cur.close()
 
 
@@ -336,7 +341,7 @@ class Store:
         where = "run_id = :r" + (" AND delivered" if delivered_only else "")
         df = self.frame(
             f"SELECT seq, t, src, dst, sign, weight, delivered, cause, blocked_by "
-            f"FROM interactions WHERE {where} ORDER BY seq",
+            f"FROM interactions WHERE {where} ORDER BY t, seq",
             {"r": run_id},
         )
         return {c: df[c].to_numpy() for c in df.columns}
@@ -356,105 +361,3 @@ class Store:
 def open_store(db: str, *, create: bool = True, read_only: bool = False) -> Store:
     """Open a signsim database; see :class:`Store`."""
     return Store(db, create=create, read_only=read_only)
-
-
-class EventWriter:
-    """Buffers a run's interactions and writes them in transactional batches.
-
-    Each flush inserts the buffered rows and updates ``runs.n_interactions`` in the same
-    transaction, so the run's counter always matches its committed rows. With
-    ``background=True`` the flushes run on a writer thread (the database releases the
-    GIL while it works, so simulating and writing overlap); ``close()`` waits for it and
-    re-raises any error it met.
-
-    Args:
-        store: The open store.
-        run_id: The run the events belong to.
-        flush_rows: Rows buffered before a flush.
-        background: Write on a background thread.
-    """
-
-    def __init__(self, store: Store, run_id: int, flush_rows: int = 50_000,
-                 background: bool = False) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.flush_rows = flush_rows
-        self.written = 0
-        self._flat: list[Any] = []
-        self._side: dict[str, list[dict[str, Any]]] = {}
-        self._queue: queue.Queue[tuple[list[Any], dict[str, list[dict[str, Any]]]] | None] | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        if background:
-            self._queue = queue.Queue(maxsize=2)
-            self._thread = threading.Thread(target=self._work, name="signsim-writer", daemon=True)
-            self._thread.start()
-
-    def add(self, flat: list[Any]) -> None:
-        """Buffer interaction rows: one flat list of values in ``INTERACTION_COLUMNS`` order."""
-        self._flat.extend(flat)
-        if len(self._flat) >= self.flush_rows * len(INTERACTION_COLUMNS):
-            self.flush()
-
-    def add_side(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
-        """Buffer rows of another table (metrics, opinions, interventions)."""
-        self._side.setdefault(table, []).extend(rows)
-
-    def flush(self) -> None:
-        """Hand everything buffered to the writer (or write it now)."""
-        if self._error is not None:
-            raise self._error
-        if not self._flat and not self._side:
-            return
-        rows = self._flat
-        side = self._side
-        self._flat = []
-        self._side = {}
-        if self._queue is not None:
-            self._queue.put((rows, side))
-        else:
-            self._write(rows, side)
-
-    def sync(self) -> None:
-        """Flush and wait until everything handed to the writer thread is committed."""
-        self.flush()
-        if self._queue is not None:
-            self._queue.join()
-        if self._error is not None:
-            raise self._error
-
-    def close(self) -> None:
-        """Flush, wait for the writer thread, and re-raise its error if any."""
-        self.flush()
-        if self._queue is not None and self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._queue = None
-        if self._error is not None:
-            raise self._error
-
-    def _work(self) -> None:
-        assert self._queue is not None
-        while True:
-            job = self._queue.get()
-            if job is None:
-                self._queue.task_done()
-                return
-            if self._error is None:
-                try:
-                    self._write(*job)
-                except BaseException as exc:  # re-raised on the caller's thread
-                    self._error = exc
-            self._queue.task_done()
-
-    def _write(self, flat: list[Any], side: dict[str, list[dict[str, Any]]]) -> None:
-        n = len(flat) // len(INTERACTION_COLUMNS)
-        with self.store.begin() as conn:
-            self.store.insert_flat(conn, "interactions", INTERACTION_COLUMNS, flat)
-            for table, side_rows in side.items():
-                self.store.bulk_insert(conn, table, side_rows)
-            conn.execute(
-                update(Run).where(Run.id == self.run_id).values(n_interactions=self.written + n)
-            )
-        self.written += n
-

@@ -9,8 +9,10 @@ import torch
 from typer.testing import CliRunner
 
 from cli import app
+from sim.dynamics import EventBatch
 from sim.graphstats import stream_stats, window_series
-from sim.store import EventWriter, open_store
+from sim.store import open_store
+from sim.writer import EventWriter
 
 # (t, src, dst, sign): 0->1 +, 1->0 +, 1->2 -, 2->1 +, 0->2 -, 0->1 + (repeat), 3->0 +
 STREAM = [(0.0, 0, 1, 1), (1.0, 1, 0, 1), (2.0, 1, 2, -1), (3.0, 2, 1, 1),
@@ -46,11 +48,11 @@ def test_window_series_novelty():
 def db(tmp_path):
     store = open_store(str(tmp_path / "s.db"))
     run = store.create_run(scenario="hand")
-    writer = EventWriter(store, run)
-    flat = []
-    for seq, (t, s, d, sign) in enumerate(STREAM):
-        flat += [run, seq, t, s, d, sign, 0.5, seq != 6, "organic", None if seq != 6 else "moderation"]
-    writer.add(flat)
+    writer = EventWriter(store, run, cause_names=("organic",), block_names=(None, "moderation"))
+    t, s, d, sign = (np.array(c) for c in zip(*STREAM, strict=True))
+    blocked = (np.arange(len(STREAM)) == 6).astype(np.int64)
+    writer.add(EventBatch(t=t, src=s, dst=d, sign=sign, weight=np.full(len(t), 0.5),
+                          blocked=blocked, cause=np.zeros(len(t), dtype=np.int64)))
     writer.close()
     store.finish_run(run)
     return tmp_path / "s.db"

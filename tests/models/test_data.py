@@ -13,19 +13,19 @@ from models.data import (
     resolve_run,
     split_by_time,
 )
+from sim.dynamics import EventBatch
 from sim.errors import SignsimError
-from sim.store import INTERACTION_COLUMNS, EventWriter, open_store
+from sim.store import open_store
+from sim.writer import EventWriter
 
 
 def write_run(store, rows, scenario="toy", status="complete"):
     run = store.create_run(scenario=scenario, arm="a", seed=0)
-    writer = EventWriter(store, run)
-    flat = []
-    for seq, (t, s, d, sign, w, delivered) in enumerate(rows):
-        flat += [run, seq, t, s, d, sign, w, delivered, "organic",
-                 None if delivered else "ban"]
-    assert len(flat) == len(rows) * len(INTERACTION_COLUMNS)
-    writer.add(flat)
+    writer = EventWriter(store, run, cause_names=("organic",), block_names=(None, "ban"))
+    t, s, d, sign, w, delivered = (np.array(c) for c in zip(*rows, strict=True))
+    writer.add(EventBatch(t=t, src=s, dst=d, sign=sign, weight=w,
+                          blocked=(~delivered.astype(bool)).astype(np.int64),
+                          cause=np.zeros(len(t), dtype=np.int64)))
     writer.close()
     if status == "complete":
         store.finish_run(run)

@@ -52,10 +52,16 @@ def test_labels_of_batch_k_cannot_change_its_scores(device, adapt):
     changed = run_protocol(neural(ev, device, adapt), flip_batch(ev, k_start), split, negs,
                            BS, adapt=adapt, parts=("val",))["val"]
     upto = k_start - split.train_end + BS  # through batch k
+    # CPU runs repeat bit for bit. On CUDA, atomic adds sum in a varying order, so two
+    # identical runs differ by a few float32 ulps (3e-8 seen on an H200); a leaked
+    # label moves the scores by orders of magnitude more (checked below).
+    atol = 0.0 if device == "cpu" else 1e-5
     for key in KEYS:
-        np.testing.assert_array_equal(base[key][:upto], changed[key][:upto], err_msg=key)
+        np.testing.assert_allclose(changed[key][:upto], base[key][:upto], rtol=0, atol=atol,
+                                   err_msg=key)
     # ... while later batches do see the revealed labels.
-    assert not np.array_equal(base["p_pos"][upto:], changed["p_pos"][upto:])
+    later = np.abs(base["p_pos"][upto:] - changed["p_pos"][upto:]).max()
+    assert later > 1e-3
 
 
 @pytest.mark.parametrize("make", [
