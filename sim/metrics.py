@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import sparse
+from numba import njit
 
 __all__ = [
     "METRIC_DESCRIPTIONS",
@@ -245,9 +245,10 @@ def balanced_triangle_share(src: ArrayLike, dst: ArrayLike, signs: ArrayLike) ->
     With ``A`` the signed adjacency matrix, ``trace(A^3)/6 = B - U`` (balanced minus
     unbalanced triangles) and ``T = trace(|A|^3)/6 = B + U``, so the share is
     ``(T + trace(A^3)/6) / (2T)``. Both sums are computed over each triangle once by
-    orienting every edge from the lower- to the higher-(degree, id) node (``L``) and
-    summing ``(L @ L) * L`` elementwise, which keeps the sparse products small on
-    heavy-tailed graphs (O(m^1.5) work for m edges).
+    orienting every edge from the lower- to the higher-(degree, id) node and, for each
+    oriented edge, intersecting the two endpoints' sorted out-lists (compiled): each
+    triangle is found once, and heavy-tailed graphs stay cheap (O(m^1.5) work for m
+    edges).
 
     Args:
         src: Source id per interaction.
@@ -266,13 +267,42 @@ def balanced_triangle_share(src: ArrayLike, dst: ArrayLike, signs: ArrayLike) ->
     swap = rank[lo] > rank[hi]
     u = np.where(swap, hi, lo)
     v = np.where(swap, lo, hi)
-    signed = sparse.csr_matrix((sg, (u, v)), shape=(n, n))
-    unsigned = sparse.csr_matrix((np.ones_like(sg), (u, v)), shape=(n, n))
-    total = float((unsigned @ unsigned).multiply(unsigned).sum())
+    order = np.lexsort((v, u))  # CSR of the oriented edges, each row sorted by target
+    u, v, sg = u[order], v[order], sg[order].astype(np.int64)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(u, minlength=n), out=indptr[1:])
+    total, diff = _oriented_triangles(indptr, v, sg)
     if total == 0:
         return math.nan
-    diff = float((signed @ signed).multiply(signed).sum())
     return (total + diff) / (2.0 * total)
+
+
+@njit(cache=True)
+def _oriented_triangles(indptr: np.ndarray, targets: np.ndarray, signs: np.ndarray
+                        ) -> tuple[int, int]:
+    """Triangles of an oriented graph (CSR, rows sorted) and the sum of their sign products.
+
+    For each edge ``a -> b`` the sorted rows of ``a`` and ``b`` are merged; every common
+    target ``c`` closes the triangle ``a -> b, a -> c, b -> c``, found once per triangle.
+    """
+    total = 0
+    diff = 0
+    for a in range(indptr.shape[0] - 1):
+        for e in range(indptr[a], indptr[a + 1]):
+            b = targets[e]
+            i, i_end = indptr[a], indptr[a + 1]
+            j, j_end = indptr[b], indptr[b + 1]
+            while i < i_end and j < j_end:
+                if targets[i] < targets[j]:
+                    i += 1
+                elif targets[i] > targets[j]:
+                    j += 1
+                else:
+                    total += 1
+                    diff += signs[e] * signs[i] * signs[j]
+                    i += 1
+                    j += 1
+    return total, diff
 
 
 def signed_assortativity(
