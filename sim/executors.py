@@ -55,13 +55,18 @@ DASK_CONNECT_TIMEOUT = "10s"
 _LOCAL_DASK_CONFIG: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.gil.enabled": False,
+    # The event-loop watchdog ticks every 20 ms by default; in a worker that is 50 GIL
+    # hand-overs a second away from the simulation thread (about 8% per run measured by
+    # benchmarks/bench_sweep.py on 2 cores). Its only use is warning about a blocked loop.
+    "distributed.admin.tick.interval": "500ms",
 }
 
 #: Seconds a pool worker may take to finish its run after Ctrl-C before it is terminated.
 _STOP_GRACE_S = 10.0
 
-#: Modules the fork server imports once, so that workers start with them loaded.
-_PRELOAD = ["sim.experiment", "sim.simulate"]
+#: Modules the fork server imports once, so that workers start with them loaded (and,
+#: through ``sim.warmup``, with the compiled loops ready).
+_PRELOAD = ["sim.experiment", "sim.simulate", "sim.warmup"]
 
 
 # -- the worker side -----------------------------------------------------------------------

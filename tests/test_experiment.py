@@ -268,3 +268,24 @@ def test_unreachable_dask_scheduler(tmp_path, monkeypatch):
     with pytest.raises(SignsimError, match="Cannot connect to the Dask scheduler at "
                        "'tcp://127.0.0.1:9'"):
         run_experiment(tiny(), str(tmp_path / "d.db"), dask="tcp://127.0.0.1:9", progress=False)
+
+
+def test_warm_up_runs_a_tiny_simulation_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    from sim.warmup import warm_up
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    assert warm_up() is True
+    assert list(tmp_path.iterdir()) == []  # its database was deleted
+
+
+def test_a_failing_warm_up_never_raises(monkeypatch):
+    import sim.warmup
+
+    def boom(*_a, **_k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sim.warmup, "run_into_store", boom)
+    assert sim.warmup.warm_up() is False
