@@ -138,3 +138,16 @@ def test_postgresql_round_trip_matches_sqlite(tmp_path):
     lite = open_store(str(tmp_path / "same.db"))
     ref = run_into_store(lite, small_config(), seed=9, scenario="pg")
     assert pg.table_hash(res.run_id) == lite.table_hash(ref.run_id)
+
+
+def test_a_database_of_another_schema_version_is_refused_untouched(tmp_path):
+    path = tmp_path / "old.db"
+    open_store(str(path)).dispose()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE signsim_meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(SignsimError, match="schema version '1'; this signsim reads version '2'"):
+        open_store(str(path))
+    assert path.read_bytes() == before
