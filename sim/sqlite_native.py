@@ -84,7 +84,12 @@ def available() -> bool:
 
 @cache
 def _event_loop() -> Any:
-    """Compile (once per process) the loop that binds and inserts event rows."""
+    """Compile (once per process) the loop that binds and inserts event rows.
+
+    numba freezes the ctypes functions below into the machine code as addresses, which
+    is why the loop is built here, after :func:`_library` has typed them, and why it
+    cannot go to numba's on-disk cache (the addresses change from process to process).
+    """
     lib = _library()
     bind_int = lib.sqlite3_bind_int64
     bind_double = lib.sqlite3_bind_double
@@ -120,15 +125,15 @@ def _event_loop() -> Any:
                 bind_double(stmt, b + 7, weight[j])
                 bind_int(stmt, b + 8, 1 if blocked[j] == 0 else 0)
                 c = cause[j]
-                bind_text(stmt, b + 9, cause_ptr[c], cause_len[c], 0)
+                bind_text(stmt, b + 9, cause_ptr[c], cause_len[c], _STATIC)
                 k = blocked[j]
                 if block_len[k] < 0:
                     bind_null(stmt, b + 10)
                 else:
-                    bind_text(stmt, b + 10, block_ptr[k], block_len[k], 0)
+                    bind_text(stmt, b + 10, block_ptr[k], block_len[k], _STATIC)
             rc = step(stmt)
             reset(stmt)
-            if rc != 101:
+            if rc != _DONE:
                 return -rc
             i += rows
         return i
