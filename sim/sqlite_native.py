@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from sim.errors import SignsimError
-from sim.store import INTERACTION_COLUMNS
+from sim.store import INTERACTION_COLUMNS, insert_sql
 
 __all__ = ["NativeConnection", "available"]
 
@@ -145,11 +145,12 @@ class _Names:
     """Code -> text lookup kept alive for SQLITE_STATIC binding (None binds NULL)."""
 
     def __init__(self, names: Sequence[str | None]) -> None:
-        self._buffers = [ctypes.create_string_buffer(n.encode()) if n is not None else None
-                         for n in names]
+        encoded = [n.encode() if n is not None else None for n in names]
+        self._buffers = [ctypes.create_string_buffer(e) if e is not None else None
+                         for e in encoded]
         self.ptr = np.array([ctypes.addressof(b) if b is not None else 0
                              for b in self._buffers], dtype=np.uint64)
-        self.length = np.array([len(n.encode()) if n is not None else -1 for n in names],
+        self.length = np.array([len(e) if e is not None else -1 for e in encoded],
                                dtype=np.int64)
 
 
@@ -239,6 +240,12 @@ class NativeConnection:
             if rc != _DONE:
                 raise self._fail(f"running {' '.join(sql.split()[:3])}")
 
+    def insert_dicts(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows given as dicts that share their keys (side tables)."""
+        if rows:
+            columns = list(rows[0])
+            self.execute_many(insert_sql(table, columns), ([r[c] for c in columns] for r in rows))
+
     def insert_events(self, run_id: int, seq0: int,
                       arrays: dict[str, np.ndarray], cause_names: Sequence[str | None],
                       block_names: Sequence[str | None]) -> None:
@@ -263,11 +270,9 @@ class NativeConnection:
             codes = arrays[name]
             if codes.min() < 0 or codes.max() >= len(table.length):
                 raise SignsimError(f"Event {name} codes outside 0..{len(table.length) - 1}.")
-        cols = ", ".join(f'"{c}"' for c in INTERACTION_COLUMNS)
-        one = "(" + ",".join("?" * len(INTERACTION_COLUMNS)) + ")"
-        head = f"INSERT INTO interactions ({cols}) VALUES "
-        many = self._statement(head + ",".join([one] * _ROWS_PER_STATEMENT))
-        single = self._statement(head + one)
+        many = self._statement(
+            insert_sql("interactions", INTERACTION_COLUMNS, _ROWS_PER_STATEMENT))
+        single = self._statement(insert_sql("interactions", INTERACTION_COLUMNS))
         done = _event_loop()(
             many, single, _ROWS_PER_STATEMENT, int(run_id), int(seq0),
             np.ascontiguousarray(arrays["t"], dtype=np.float64),

@@ -42,6 +42,7 @@ __all__ = [
     "SQLITE_PRAGMAS",
     "Store",
     "code_version",
+    "insert_sql",
     "open_store",
     "resolve_url",
 ]
@@ -53,6 +54,13 @@ AGENT_COLUMNS = ("run_id", "agent_id", "kind", "group", "initial_opinion", "acti
 INTERACTION_COLUMNS = (
     "run_id", "seq", "t", "src", "dst", "sign", "weight", "delivered", "cause", "blocked_by",
 )
+
+
+def insert_sql(table: str, columns: Sequence[str], rows: int = 1) -> str:
+    """``INSERT INTO table ("a", "b") VALUES (?,?),(?,?)...`` for ``rows`` rows (qmark style)."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    one = "(" + ",".join("?" * len(columns)) + ")"
+    return f"INSERT INTO {table} ({names}) VALUES " + ",".join([one] * rows)
 
 
 def code_version() -> str:
@@ -274,24 +282,24 @@ class Store:
 
     def insert_flat(self, conn: Connection, table: str, columns: Sequence[str],
                     flat: list[Any]) -> None:
-        """Insert rows given as one flat list of values (row after row) -- the fast path.
+        """Insert rows given as one flat list of values (row after row).
 
         SQLite gets multi-row ``VALUES`` statements (about 2.4x faster than
-        ``executemany`` there); PostgreSQL gets ``COPY``.
+        ``executemany`` there); PostgreSQL gets ``COPY``. Events written to a SQLite
+        file take the native path of :mod:`sim.writer` instead, where it is available.
         """
         width = len(columns)
         n = len(flat) // width
         if n == 0:
             return
         cols = ", ".join(f'"{c}"' for c in columns)
-        one = "(" + ",".join("?" * width) + ")"
         if self.is_sqlite:
             per = max(1, _SQLITE_MAX_VARS // width)
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            full = f"INSERT INTO {table} ({cols}) VALUES " + ",".join([one] * per)
+            full = insert_sql(table, columns, per)
             for start in range(0, n, per):
                 m = min(per, n - start)
-                sql = full if m == per else f"INSERT INTO {table} ({cols}) VALUES " + ",".join([one] * m)
+                sql = full if m == per else insert_sql(table, columns, m)
                 cursor.execute(sql, flat[start * width:(start + m) * width])
             cursor.close()
         elif self.url.startswith("postgresql"):

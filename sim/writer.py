@@ -191,12 +191,7 @@ class EventWriter:
         try:
             con.insert_events(self.run_id, seq0, events, self.cause_names, self.block_names)
             for table, rows in side.items():
-                if rows:
-                    columns = list(rows[0])
-                    names = ", ".join(f'"{c}"' for c in columns)
-                    con.execute_many(
-                        f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})",
-                        [[r[c] for c in columns] for r in rows])
+                con.insert_dicts(table, rows)
             con.execute_many("UPDATE runs SET n_interactions = ? WHERE id = ?",
                              [(self.written + n, self.run_id)])
             con.execute("COMMIT")
