@@ -63,6 +63,14 @@ def test_same_seed_gives_identical_rows_in_separate_files(tmp_path):
     assert store.table_hash(other.run_id) != hashes[0][0]
 
 
+def assert_refused_untouched(path: Path, message: str) -> None:
+    """Opening ``path`` fails with ``message`` and leaves its bytes as they were."""
+    before = path.read_bytes()
+    with pytest.raises(SignsimError, match=message):
+        open_store(str(path))
+    assert path.read_bytes() == before
+
+
 def test_not_a_signsim_database_is_refused_and_untouched(tmp_path):
     path = tmp_path / "other.db"
     con = sqlite3.connect(path)
@@ -70,18 +78,13 @@ def test_not_a_signsim_database_is_refused_and_untouched(tmp_path):
     con.execute("INSERT INTO people VALUES ('ada')")
     con.commit()
     con.close()
-    before = path.read_bytes()
-    with pytest.raises(SignsimError, match="not a signsim database"):
-        open_store(str(path))
-    assert path.read_bytes() == before
+    assert_refused_untouched(path, "not a signsim database")
 
 
 def test_corrupt_file_is_refused(tmp_path):
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(SignsimError, match="not a readable signsim database"):
-        open_store(str(path))
-    assert path.read_bytes() == b"this is not sqlite" * 100
+    assert_refused_untouched(path, "not a readable signsim database")
 
 
 def test_unreachable_postgres_is_a_clear_error():
@@ -147,7 +150,4 @@ def test_a_database_of_another_schema_version_is_refused_untouched(tmp_path):
     con.execute("UPDATE signsim_meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
-    before = path.read_bytes()
-    with pytest.raises(SignsimError, match="schema version '1'; this signsim reads version '2'"):
-        open_store(str(path))
-    assert path.read_bytes() == before
+    assert_refused_untouched(path, "schema version '1'; this signsim reads version '2'")
