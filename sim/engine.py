@@ -97,6 +97,8 @@ class SocialModel(mesa.Model):
         dynamics: Decision rules (default: :class:`MechanisticDynamics`).
         interventions: Interventions of the arm, scheduled on the SimPy clock.
         recorder: Where events, metrics and snapshots go (``None``: nowhere).
+        population: A given initial population (a twin's observed nodes) instead of one
+            drawn from ``config.population``; its size must be ``config.population.n_agents``.
     """
 
     def __init__(
@@ -107,13 +109,15 @@ class SocialModel(mesa.Model):
         dynamics: Dynamics | None = None,
         interventions: Sequence[InterventionSpec] = (),
         recorder: Recorder | None = None,
+        population: Population | None = None,
     ) -> None:
         super().__init__(seed=seed)
         self.config = config
         self.seed = seed
         self.env = simpy.Environment()
         self.horizon = float(config.horizon)
-        self.population: Population = draw_population(config.population, self.rng)
+        self.population: Population = (population if population is not None
+                                       else draw_population(config.population, self.rng))
         pop = self.population
         attract = np.where(pop.kind == INFLUENCER, config.population.influencer_attraction, 1.0)
         follow, follow_n = build_network(config.network, pop.group, attract, self.rng)
