@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from sim.agents import Population
 from sim.config import SimConfig
 from sim.dynamics import Dynamics
 from sim.engine import SocialModel
@@ -64,6 +65,7 @@ def run_into_store(
     interventions: Sequence[InterventionSpec] = (),
     dynamics: Dynamics | None = None,
     progress: bool = False,
+    population: Population | None = None,
 ) -> SimResult:
     """Simulate one (scenario, arm, seed) and stream it into ``store``.
 
@@ -80,6 +82,7 @@ def run_into_store(
         interventions: The arm's interventions.
         dynamics: Decision rules (default mechanistic).
         progress: Show a progress bar over simulated days.
+        population: A given initial population (a twin's nodes) instead of a drawn one.
 
     Returns:
         Run id, event count and wall time.
@@ -92,7 +95,7 @@ def run_into_store(
     try:
         recorder = Recorder(store, run_id)
         model = SocialModel(config, seed, dynamics=dynamics, interventions=interventions,
-                            recorder=recorder)
+                            recorder=recorder, population=population)
         write_agent_rows(store, run_id, model)
         with tqdm(total=config.horizon, unit="day", disable=not progress,
                   desc=f"{scenario}/{arm}/seed {seed}", leave=False,
