@@ -61,6 +61,10 @@ class EventBatch:
 
     ``blocked`` holds codes of ``sim.kernel.BLOCKS`` (0: delivered) and ``cause`` codes of
     ``sim.kernel.CAUSES``. ``suspended`` is an agent suspended by the last act, or -1.
+    ``until`` (optional) is the time up to which the dynamics consumed the activity process
+    when it stopped early at a time of its own choosing (a learned intensity that it
+    refreshes every few hours): the engine then resumes from ``until`` instead of the
+    last act. It must not exceed the time of the first discarded act.
     """
 
     t: np.ndarray
@@ -71,6 +75,7 @@ class EventBatch:
     blocked: np.ndarray
     cause: np.ndarray
     suspended: int = -1
+    until: float = float("nan")
 
     def __len__(self) -> int:
         return int(self.t.shape[0])

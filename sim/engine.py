@@ -206,10 +206,15 @@ class SocialModel(mesa.Model):
                                 self.population.n - 1).astype(np.int64)
             uniforms = self.rng.random((keep, NU))
             events = self.dynamics.step(self, times, actors, uniforms)
-            self._emit(events)
-            if events.suspended >= 0:
-                self._suspend(events.suspended, float(events.t[-1]))
-            yield env.timeout(float(events.t[-1]) - env.now)
+            end = env.now
+            if len(events):
+                self._emit(events)
+                end = float(events.t[-1])
+                if events.suspended >= 0:
+                    self._suspend(events.suspended, end)
+            if events.until > end:  # NaN compares False: resume after the last act
+                end = min(float(events.until), limit)
+            yield env.timeout(end - env.now)
 
     def _emit(self, events: EventBatch) -> None:
         self.events += len(events)
