@@ -1,0 +1,226 @@
+"""A fitted twin (or the null) driving the engine through the ``Dynamics`` protocol.
+
+The engine draws who acts and when from the rates the dynamics sets; the dynamics then
+decides each act in turn (target, sign, weight), hands it to the compiled kernel, which
+applies the arm's interventions (moderation and friction may block it; bans, suspensions
+and rate limits act on the actors), and only a delivered act reaches the twin's graph
+and activity state. Every decision sees every earlier delivered act.
+
+Time in a generated run starts at 0 at the split; node ids are those of the observed run,
+with newcomer slots after the known nodes. Newcomers arrive by the fitted Poisson process
+(drawn from the model's generator at the first step) and are scheduled on the SimPy
+clock, so each arrival ends the engine's batch and the rates are refreshed exactly then.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from models.twin.activity import ActivityTracker
+from models.twin.choice import choose_target
+from models.twin.fit import TwinFit, replay
+from models.twin.graph import GraphState
+from models.twin.signs import pair_features
+from sim.agents import Population
+from sim.dynamics import EventBatch, apply_events
+from sim.kernel import CAUSES, U_CHOICE, U_PICK, U_SIGN, U_TRIES, U_WEIGHT
+
+if TYPE_CHECKING:
+    from sim.engine import SocialModel
+
+__all__ = ["NullDynamics", "TwinDynamics", "newcomer_slots", "twin_population"]
+
+#: ``interactions.cause`` of acts decided by a twin.
+LEARNED = CAUSES.index("learned")
+#: Days between refreshes of the learned intensities.
+STEP = 0.1
+
+
+def newcomer_slots(fit: TwinFit) -> int:
+    """Slots kept for newcomers: a generous Poisson upper quantile of the expected count."""
+    lam = fit.activity.arrival_rate * fit.split.horizon
+    return int(math.ceil(lam + 6.0 * math.sqrt(lam) + 10.0))
+
+
+def twin_population(fit: TwinFit, capacity: int, rates: np.ndarray) -> Population:
+    """The known nodes' attributes; newcomer slots copy the most recent arrivals' ones."""
+    obs, n = fit.split.observed, fit.split.n_known
+    recent = np.argsort(-np.arange(n))  # newest known nodes first (ids follow first appearance)
+    src = np.concatenate([np.arange(n), recent[np.arange(capacity - n) % n]])
+    return Population(
+        opinion=obs.opinion[src].astype(np.float64), group=obs.group[src].astype(np.int32),
+        kind=obs.kind[src].astype(np.int8), rate=rates.astype(np.float64),
+        negativity=np.full(capacity, 0.0), neg_time=np.full(capacity, 0.0),
+        active=np.ones(capacity, dtype=np.bool_), last_actor=np.full(capacity, -1, dtype=np.int64),
+    )
+
+
+class _GraphDynamics:
+    """Shared loop: decide each act, deliver it through the kernel, learn from delivered acts."""
+
+    name = "graph"
+
+    def __init__(self, fit: TwinFit, capacity: int) -> None:
+        self.fit = fit
+        self.capacity = capacity
+        self.kind = np.zeros(capacity, dtype=np.int64)
+        self.opinion = np.zeros(capacity)
+        self.graph = GraphState(capacity, np.zeros(capacity, dtype=np.int64))
+        self.ready = False
+
+    def _start(self, model: SocialModel) -> None:
+        pop = model.population
+        self.kind = pop.kind.astype(np.int64)
+        self.opinion = pop.opinion.copy()
+        self.graph = GraphState(self.capacity, pop.group)
+        replay(self.fit.split, self.graph)
+        self.t0 = self.fit.split.t_split
+        self.ready = True
+
+    def decide(self, model: SocialModel, a: int, t: float, u: np.ndarray) -> tuple[int, int, float]:
+        """Target, sign and weight of ``a``'s act at absolute time ``t``."""
+        raise NotImplementedError
+
+    def delivered(self, t: float, a: int, v: int, sign: int, weight: float) -> None:
+        """Learn from a delivered act."""
+        self.graph.observe(t, a, v, sign, weight)
+
+    def refresh(self, model: SocialModel) -> None:
+        """Set the agents' rates for the coming step."""
+
+    def step(self, model: SocialModel, times: np.ndarray, actors: np.ndarray,
+             uniforms: np.ndarray) -> EventBatch:
+        """Decide and deliver the acts up to the next refresh (see ``sim.dynamics.Dynamics``)."""
+        now = float(model.env.now)
+        if not self.ready:
+            self._start(model)
+            self.refresh(model)
+            return _empty(now)
+        cut = now + STEP
+        k = int(np.searchsorted(times, cut, side="left"))
+        parts: list[EventBatch] = []
+        for i in range(k):
+            a, t = int(actors[i]), float(times[i])
+            v, sign, weight = self.decide(model, a, self.t0 + t, uniforms[i])
+            forcing = (np.array([v]), np.array([LEARNED], dtype=np.int8),
+                       np.array([sign], dtype=np.int8), np.array([weight]))
+            ev = apply_events(model, times[i:i + 1], actors[i:i + 1], uniforms[i:i + 1], forcing)
+            parts.append(ev)
+            if len(ev) and ev.blocked[0] == 0:
+                self.delivered(self.t0 + t, a, int(ev.dst[0]), int(ev.sign[0]), float(ev.weight[0]))
+            if ev.suspended >= 0:
+                break
+        batch = _concat(parts) if parts else _empty(now)
+        if batch.suspended < 0 and k < times.shape[0]:
+            batch.until = cut
+        self.refresh(model)
+        return batch
+
+
+def _empty(t: float) -> EventBatch:
+    z = np.empty(0)
+    return EventBatch(t=z, src=z.astype(np.int64), dst=z.astype(np.int64), sign=z.astype(np.int8),
+                      weight=z, blocked=z.astype(np.int8), cause=z.astype(np.int8), until=t)
+
+
+def _concat(parts: list[EventBatch]) -> EventBatch:
+    return EventBatch(
+        t=np.concatenate([p.t for p in parts]), src=np.concatenate([p.src for p in parts]),
+        dst=np.concatenate([p.dst for p in parts]), sign=np.concatenate([p.sign for p in parts]),
+        weight=np.concatenate([p.weight for p in parts]),
+        blocked=np.concatenate([p.blocked for p in parts]),
+        cause=np.concatenate([p.cause for p in parts]), suspended=parts[-1].suspended,
+    )
+
+
+class TwinDynamics(_GraphDynamics):
+    """The learned twin: fitted activity, arrivals, target mixture, sign and weight."""
+
+    name = "twin"
+
+    def __init__(self, fit: TwinFit, capacity: int) -> None:
+        super().__init__(fit, capacity)
+        self.tracker = ActivityTracker(fit.activity, capacity)
+        self.free = fit.split.n_known
+
+    def initial_rates(self) -> np.ndarray:
+        """Rates at the split implied by the history (before the first step)."""
+        g = GraphState(self.capacity, np.zeros(self.capacity, dtype=np.int64))
+        replay(self.fit.split, g)
+        self.tracker.replay(self.fit.split.history, g.arrival[: self.fit.split.n_known])
+        self.tracker.advance(self.fit.split.t_split)
+        return self.tracker.rates(g.present, STEP)
+
+    def _start(self, model: SocialModel) -> None:
+        super()._start(model)
+        self.tracker = ActivityTracker(self.fit.activity, self.capacity)
+        self.tracker.replay(self.fit.split.history, self.graph.arrival[: self.fit.split.n_known])
+        self.tracker.advance(self.t0)
+        rate = self.fit.activity.arrival_rate
+        horizon = model.horizon
+        t, slots = 0.0, self.capacity - self.free
+        for _ in range(slots):
+            t += float(model.rng.exponential(1.0 / rate)) if rate > 0 else math.inf
+            if t >= horizon:
+                break
+            model.call_at(t, self._arrival)
+
+    def _arrival(self, model: SocialModel) -> None:
+        node = self.free
+        self.free += 1
+        t = self.t0 + float(model.env.now)
+        self.graph.arrive(node, t)
+        self.tracker.advance(t)
+        self.tracker.arrive(node, t)
+        self.refresh(model)
+
+    def decide(self, model: SocialModel, a: int, t: float, u: np.ndarray) -> tuple[int, int, float]:
+        """Target from the mixture, sign from the logistic model, weight given the sign."""
+        g = self.graph
+        v = choose_target(g, self.fit.choice, int(self.kind[a]), a, t, u[[U_CHOICE, U_PICK]])
+        if v < 0:
+            return -1, 0, math.nan
+        x = np.array([pair_features(g, self.kind, self.opinion, t, a, v)])
+        sign = 1 if u[U_SIGN] < self.fit.sign.p_positive(x)[0] else -1
+        return v, sign, self.fit.weights.sample(g, a, sign, u[U_WEIGHT], u[U_TRIES])
+
+    def delivered(self, t: float, a: int, v: int, sign: int, weight: float) -> None:
+        """Update the graph and the activity sums."""
+        super().delivered(t, a, v, sign, weight)
+        self.tracker.act(a, v, t)
+
+    def refresh(self, model: SocialModel) -> None:
+        """Average learned intensity of each present node over the next step."""
+        self.tracker.advance(self.t0 + float(model.env.now))
+        model.population.rate[:] = self.tracker.rates(self.graph.present, STEP)
+        model.rates_changed()
+
+
+class NullDynamics(_GraphDynamics):
+    """No learning: empirical rates, reciprocity probability, in-degree attachment, target's sign."""
+
+    name = "null"
+
+    def decide(self, model: SocialModel, a: int, t: float, u: np.ndarray) -> tuple[int, int, float]:
+        """Answer an unanswered rater with the history's probability, else attach by in-degree."""
+        g = self.graph
+        waiting = [x for x in g.in_last[a] if x not in g.out_last[a]]
+        if waiting and u[U_CHOICE] < self.fit.null.p_reciprocate:
+            v = waiting[min(int(u[U_PICK] * len(waiting)), len(waiting) - 1)]
+        else:
+            w = (g.in_pos + g.in_neg + 1.0) * g.present
+            w[a] = 0.0
+            cum = np.cumsum(w)
+            if cum[-1] <= 0:
+                return -1, 0, math.nan
+            v = int(np.searchsorted(cum, u[U_PICK] * cum[-1], side="right"))
+        prior = g.neg_prior()
+        n_in = g.in_pos[v] + g.in_neg[v]
+        p_pos = (g.in_pos[v] + 2.0 * (1.0 - prior)) / (n_in + 2.0)
+        sign = 1 if u[U_SIGN] < p_pos else -1
+        pool = self.fit.weights.pools[0 if sign > 0 else 1]
+        weight = float(pool[min(int(u[U_WEIGHT] * pool.size), pool.size - 1)]) if pool.size else 0.5
+        return v, sign, weight
