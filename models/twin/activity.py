@@ -42,10 +42,15 @@ from models.twin.observed import Stream
 
 __all__ = ["ActivityModel", "ActivityTracker", "fit_activity"]
 
-_SHORT = (0.25, 1.0, 4.0)
-_LONG = (20.0, 60.0, 200.0)
+_SHORT = (0.1, 0.5, 2.0)
+_LONG = (20.0, 90.0)
 _ARRIVAL_TAU = 0.02
 _WINDOWS = (14.0, 30.0, 60.0, 120.0, 240.0, 480.0)
+#: Days added to a node's age in its long-run rate (acts so far / (age + offset)).
+RATE_OFFSET = 30.0
+#: Features: background, own acts (2 scales), positive and negative acts received (2 each),
+#: arrival (2), long-run rate.
+N_FEATURES = 10
 
 
 @dataclass
@@ -56,8 +61,9 @@ class ActivityModel:
         taus: The two kernel time scales (days).
         mu: Background rate of a present node (acts/day).
         own: Coefficients ``a_m`` of own acts.
-        received: Coefficients ``b_m`` of received acts.
+        received: Coefficients ``b_m`` of received positive acts, then negative ones.
         arrival: Coefficients ``c_m`` of the arrival.
+        rate: Coefficient of the node's long-run rate.
         act_at_arrival: Probability ``q`` that a newcomer acts at once.
         arrival_rate: Newcomers per day.
         window: Days of history behind ``arrival_rate``.
@@ -68,8 +74,9 @@ class ActivityModel:
     taus: tuple[float, float]
     mu: float
     own: tuple[float, float]
-    received: tuple[float, float]
+    received: tuple[float, float, float, float]
     arrival: tuple[float, float]
+    rate: float
     act_at_arrival: float
     arrival_rate: float
     window: float
@@ -94,35 +101,50 @@ def _first_appearance(stream: Stream, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _kernel_sums(stream: Stream, arrival: np.ndarray, taus: tuple[float, float], t_end: float
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Per act: kernel sums of the actor just before it; compensator integrals up to ``t_end``."""
+    """Per act: the actor's features just before it (``N_FEATURES``); their integrals to ``t_end``."""
     n = arrival.shape[0]
-    x = np.zeros((len(stream), 7))
+    x = np.zeros((len(stream), N_FEATURES))
     x[:, 0] = 1.0
-    comp = np.zeros(7)
-    comp[0] = float(np.sum(t_end - arrival[np.isfinite(arrival)]))
+    comp = np.zeros(N_FEATURES)
+    fin = arrival[np.isfinite(arrival)]
+    comp[0] = float(np.sum(t_end - fin))
+    exp = math.exp
     for m, tau in enumerate(taus):
         own = [0.0] * n
-        rec = [0.0] * n
         last_o = [0.0] * n
-        last_r = [0.0] * n
+        rec = [[0.0] * n, [0.0] * n]
+        last_r = [[0.0] * n, [0.0] * n]
         xo = [0.0] * len(stream)
-        xr = [0.0] * len(stream)
-        exp = math.exp
-        for e, (t, u, v) in enumerate(zip(stream.t.tolist(), stream.src.tolist(),
-                                          stream.dst.tolist(), strict=True)):
+        xr = [[0.0] * len(stream), [0.0] * len(stream)]
+        for e, (t, u, v, sg) in enumerate(zip(stream.t.tolist(), stream.src.tolist(),
+                                              stream.dst.tolist(), stream.sign.tolist(),
+                                              strict=True)):
             xo[e] = o = own[u] * exp((last_o[u] - t) / tau)
-            xr[e] = rec[u] * exp((last_r[u] - t) / tau)
             own[u] = o + 1.0 / tau
             last_o[u] = t
-            rec[v] = rec[v] * exp((last_r[v] - t) / tau) + 1.0 / tau
-            last_r[v] = t
+            for side in (0, 1):
+                xr[side][e] = rec[side][u] * exp((last_r[side][u] - t) / tau)
+            side = 0 if sg > 0 else 1
+            rec[side][v] = rec[side][v] * exp((last_r[side][v] - t) / tau) + 1.0 / tau
+            last_r[side][v] = t
         x[:, 1 + m] = xo
-        x[:, 3 + m] = xr
-        x[:, 5 + m] = np.exp(-(stream.t - arrival[stream.src]) / tau) / tau
-        comp[1 + m] = float(np.sum(1.0 - np.exp(-(t_end - stream.t) / tau)))
-        comp[3 + m] = comp[1 + m]
-        fin = arrival[np.isfinite(arrival)]
-        comp[5 + m] = float(np.sum(1.0 - np.exp(-(t_end - fin) / tau)))
+        x[:, 3 + m] = xr[0]
+        x[:, 5 + m] = xr[1]
+        x[:, 7 + m] = np.exp(-(stream.t - arrival[stream.src]) / tau) / tau
+        tail = 1.0 - np.exp(-(t_end - stream.t) / tau)
+        comp[1 + m] = float(tail.sum())
+        comp[3 + m] = float(tail[stream.sign > 0].sum())
+        comp[5 + m] = float(tail[stream.sign < 0].sum())
+        comp[7 + m] = float(np.sum(1.0 - np.exp(-(t_end - fin) / tau)))
+    # The node's long-run rate: own acts so far / (age + RATE_OFFSET).
+    order = np.argsort(stream.src, kind="stable")
+    srt = stream.src[order]
+    starts = np.searchsorted(srt, srt, side="left")
+    count = np.empty(len(stream))
+    count[order] = np.arange(len(stream)) - starts
+    age = stream.t - arrival[stream.src] + RATE_OFFSET
+    x[:, 9] = count / age
+    comp[9] = float(np.sum(np.log((t_end - arrival[stream.src] + RATE_OFFSET) / age)))
     return x, comp
 
 
@@ -184,7 +206,8 @@ def fit_activity(history: Stream, n_known: int, t_end: float, horizon: float) ->
     info["likelihood_grid"] = grid
     return ActivityModel(
         taus=(ts, tl), mu=float(theta[0]), own=(float(theta[1]), float(theta[2])),
-        received=(float(theta[3]), float(theta[4])), arrival=(float(theta[5]), float(theta[6])),
+        received=(float(theta[3]), float(theta[4]), float(theta[5]), float(theta[6])),
+        arrival=(float(theta[7]), float(theta[8])), rate=float(theta[9]),
         act_at_arrival=float(as_actor[np.isfinite(arrival)].mean()), arrival_rate=rate,
         window=window, log_likelihood=ll, info=info,
     )
@@ -202,20 +225,23 @@ class ActivityTracker:
         self.m = model
         self.taus = np.array([*model.taus, _ARRIVAL_TAU])
         self.coef_own = np.array([*model.own, 0.0])
-        self.coef_rec = np.array([*model.received, 0.0])
+        self.coef_pos = np.array([*model.received[:2], 0.0])
+        self.coef_neg = np.array([*model.received[2:], 0.0])
         self.coef_arr = np.array([*model.arrival, model.act_at_arrival])
         self.own = np.zeros((3, capacity))
-        self.rec = np.zeros((3, capacity))
+        self.pos = np.zeros((3, capacity))
+        self.neg = np.zeros((3, capacity))
         self.arr = np.zeros((3, capacity))
+        self.count = np.zeros(capacity)
+        self.arrival = np.full(capacity, np.inf)
         self.ref = 0.0
 
     def advance(self, t: float) -> None:
         """Decay every sum to time ``t`` (the new reference)."""
         if t > self.ref:
             f = np.exp(-(t - self.ref) / self.taus)[:, None]
-            self.own *= f
-            self.rec *= f
-            self.arr *= f
+            for sums in (self.own, self.pos, self.neg, self.arr):
+                sums *= f
             self.ref = t
 
     def _kick(self, sums: np.ndarray, node: int, t: float) -> None:
@@ -224,26 +250,36 @@ class ActivityTracker:
     def replay(self, stream: Stream, arrival: np.ndarray) -> None:
         """Load the sums implied by an observed history (arrival times per node)."""
         t_now = float(stream.t[-1]) if len(stream) else 0.0
+        cap = self.own.shape[1]
+        pos = stream.sign > 0
         for m, tau in enumerate(self.taus):
             decay = np.exp(-(t_now - stream.t) / tau) / tau
-            self.own[m] = np.bincount(stream.src, weights=decay, minlength=self.own.shape[1])
-            self.rec[m] = np.bincount(stream.dst, weights=decay, minlength=self.rec.shape[1])
-            fin = np.isfinite(arrival)
-            self.arr[m, : arrival.shape[0]][fin] = np.exp(-(t_now - arrival[fin]) / tau) / tau
+            self.own[m] = np.bincount(stream.src, weights=decay, minlength=cap)
+            self.pos[m] = np.bincount(stream.dst[pos], weights=decay[pos], minlength=cap)
+            self.neg[m] = np.bincount(stream.dst[~pos], weights=decay[~pos], minlength=cap)
+            fin = np.flatnonzero(np.isfinite(arrival))
+            self.arr[m, fin] = np.exp(-(t_now - arrival[fin]) / tau) / tau
+        self.count = np.bincount(stream.src, minlength=cap).astype(np.float64)
+        self.arrival[: arrival.shape[0]] = arrival
         self.ref = t_now
 
-    def act(self, u: int, v: int, t: float) -> None:
-        """Record the delivered act ``u -> v`` at ``t``."""
+    def act(self, u: int, v: int, sign: int, t: float) -> None:
+        """Record the delivered act ``u -> v`` of ``sign`` at ``t``."""
         self._kick(self.own, u, t)
-        self._kick(self.rec, v, t)
+        self._kick(self.pos if sign > 0 else self.neg, v, t)
+        self.count[u] += 1.0
 
     def arrive(self, node: int, t: float) -> None:
         """Record an arrival at ``t``."""
         self._kick(self.arr, node, t)
+        self.arrival[node] = t
 
     def rates(self, present: np.ndarray, step: float) -> np.ndarray:
         """Average intensity of each node over the next ``step`` days."""
         avg = self.taus * (1.0 - np.exp(-step / self.taus)) / step
-        lam = (self.coef_own * avg) @ self.own + (self.coef_rec * avg) @ self.rec
-        lam += (self.coef_arr * avg) @ self.arr
+        lam = (self.coef_own * avg) @ self.own + (self.coef_pos * avg) @ self.pos
+        lam += (self.coef_neg * avg) @ self.neg + (self.coef_arr * avg) @ self.arr
+        with np.errstate(invalid="ignore"):
+            long_run = self.count / (self.ref - self.arrival + RATE_OFFSET)
+        lam += self.m.rate * np.where(present, long_run, 0.0)
         return np.where(present, lam + self.m.mu, 0.0)

@@ -190,7 +190,7 @@ class TwinDynamics(_GraphDynamics):
     def delivered(self, t: float, a: int, v: int, sign: int, weight: float) -> None:
         """Update the graph and the activity sums."""
         super().delivered(t, a, v, sign, weight)
-        self.tracker.act(a, v, t)
+        self.tracker.act(a, v, sign, t)
 
     def refresh(self, model: SocialModel) -> None:
         """Average learned intensity of each present node over the next step."""

@@ -57,7 +57,8 @@ class TwinFit:
         a = self.activity
         return {
             "activity": {"taus_days": list(a.taus), "mu": a.mu, "own": list(a.own),
-                         "received": list(a.received), "arrival": list(a.arrival),
+                         "received_pos_neg": list(a.received), "arrival": list(a.arrival),
+                         "long_run_rate": a.rate,
                          "act_at_arrival": a.act_at_arrival, "arrival_rate_per_day": a.arrival_rate,
                          "arrival_window_days": a.window, "log_lik_per_act": a.log_likelihood},
             "choice": {"pools": list(POOLS), "mixture_logits_by_kind": self.choice.mix.tolist(),
