@@ -100,11 +100,14 @@ def query(
     sql: Annotated[str, typer.Argument(help="One read-only SQL statement (SELECT ...).")],
     db: DbOption = "signsim.db",
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    timeout: Annotated[
+        float, typer.Option(help="Seconds the statement may run before it is stopped.")
+    ] = 60.0,
 ) -> None:
-    """Run a read-only SQL query; writes are refused."""
+    """Run one read-only SQL statement; writes and several statements are refused."""
     from sim.query import format_frame, run_query
 
-    typer.echo(format_frame(run_query(db, sql), fmt))
+    typer.echo(format_frame(run_query(db, sql, timeout), fmt))
 
 
 @app.command()
@@ -305,6 +308,30 @@ def forecast(
     typer.echo(f"{r.n_rows:,} forecasts of run {r.run_id} written to the forecasts table; "
                f"negative-share MAE {r.mae_negative_share:.3f}")
     _echo_path("plot", r.plot)
+
+
+@app.command()
+@friendly
+def twin(
+    run: Annotated[str, typer.Argument(help="Run id or name to twin (e.g. an imported network).")],
+    db: DbOption = "signsim.db",
+    split: Annotated[float, typer.Option(help="Share of the run's events to learn from.")] = 0.7,
+    seeds: Annotated[int, typer.Option(help="Generated spans per method (1-100).")] = 5,
+    out: Annotated[Path | None, typer.Option(help="Report folder (default reports/twin-RUN).")] = None,
+    budget: Annotated[int, typer.Option(help="Simulations the rules' calibration may spend.")] = 60,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Fit a learned twin of RUN, generate its held-out span, report fidelity vs rules and null."""
+    from models.twin.run import twin_run
+
+    r = twin_run(db, run, split=split, seeds=seeds, out=out, budget=budget, progress=progress)
+    typer.echo(r.table.to_string(index=False))
+    typer.echo("closest to the truth, statistics won: "
+               + ", ".join(f"{m} {k}" for m, k in r.wins.items()))
+    typer.echo("generation events/s: "
+               + ", ".join(f"{m} {v:,.0f}" for m, v in r.events_per_s.items()))
+    typer.echo("runs stored: " + "; ".join(f"{m} {ids}" for m, ids in r.runs.items()))
+    _echo_path("report", r.report)
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ import torch
 from models.data import EventBatch as ModelBatch
 from models.train import load_checkpoint, resolve_device
 from sim.dynamics import EventBatch, apply_events, choose_batch_targets
-from sim.kernel import CAUSES, U_SIGN, U_TRIES, U_WEIGHT
+from sim.errors import SignsimError
+from sim.kernel import CAUSES, NU, U_SIGN, U_TRIES, U_WEIGHT
 
 if TYPE_CHECKING:
     from sim.engine import SocialModel
@@ -58,8 +59,14 @@ class LearnedDynamics:
 
     def __init__(self, checkpoint: str | Path, candidates: int = 8, max_batch: int = 200,
                  device: str = "auto") -> None:
+        most = NU - U_TRIES + 1
+        if not 1 <= candidates <= most:
+            raise SignsimError(
+                f"dynamics.model_candidates must be between 1 and {most} (the rule's proposal "
+                f"plus up to {most - 1} random agents), got {candidates}."
+            )
         self.checkpoint = Path(checkpoint)
-        self.candidates = max(1, candidates)
+        self.candidates = candidates
         self.max_batch = max(1, max_batch)
         self.device = resolve_device(device)
         self.net: torch.nn.Module | None = None

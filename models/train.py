@@ -371,8 +371,16 @@ def load_checkpoint(
         ) from None
     if num_nodes is not None:
         mcfg["num_nodes"] = num_nodes
-    model = build_model(ModelConfig.from_dict(mcfg)).to(device)
-    model.load_state_dict(data["state_dict"])
+    try:
+        model = build_model(ModelConfig.from_dict(mcfg)).to(device)
+        model.load_state_dict(data["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        what = "has no state_dict" if isinstance(exc, KeyError) else (
+            f"does not fit its own configuration ({str(exc).splitlines()[0][:200]})")
+        raise SignsimError(
+            f"Checkpoint '{p}' {what}; it was not written by this version of signsim's "
+            "`signsim train`, or it was edited. Train a new one with `signsim train RUN`."
+        ) from None
     return model, config
 
 

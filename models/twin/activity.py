@@ -30,10 +30,9 @@ average over the coming step, so that the expected number of acts in a step is e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
-
-import math
 
 import numpy as np
 from scipy.optimize import minimize
@@ -49,8 +48,10 @@ _WINDOWS = (14.0, 30.0, 60.0, 120.0, 240.0, 480.0)
 #: Days added to a node's age in its long-run rate (acts so far / (age + offset)).
 RATE_OFFSET = 30.0
 #: Features: background, own acts (2 scales), positive and negative acts received (2 each),
-#: arrival (2), long-run rate.
-N_FEATURES = 10
+#: arrival (2), long-run rate, own acts on the slow scale.
+N_FEATURES = 11
+#: The slow time scale of own acts (days): habits that last for years.
+SLOW = 365.0
 
 
 @dataclass
@@ -64,6 +65,7 @@ class ActivityModel:
         received: Coefficients ``b_m`` of received positive acts, then negative ones.
         arrival: Coefficients ``c_m`` of the arrival.
         rate: Coefficient of the node's long-run rate.
+        slow: Coefficient of own acts on the slow scale (``SLOW`` days).
         act_at_arrival: Probability ``q`` that a newcomer acts at once.
         arrival_rate: Newcomers per day.
         window: Days of history behind ``arrival_rate``.
@@ -77,6 +79,7 @@ class ActivityModel:
     received: tuple[float, float, float, float]
     arrival: tuple[float, float]
     rate: float
+    slow: float
     act_at_arrival: float
     arrival_rate: float
     window: float
@@ -136,6 +139,16 @@ def _kernel_sums(stream: Stream, arrival: np.ndarray, taus: tuple[float, float],
         comp[3 + m] = float(tail[stream.sign > 0].sum())
         comp[5 + m] = float(tail[stream.sign < 0].sum())
         comp[7 + m] = float(np.sum(1.0 - np.exp(-(t_end - fin) / tau)))
+    # Own acts on the slow scale.
+    own = [0.0] * n
+    last_o = [0.0] * n
+    xo = [0.0] * len(stream)
+    for e, (t, u) in enumerate(zip(stream.t.tolist(), stream.src.tolist(), strict=True)):
+        xo[e] = o = own[u] * exp((last_o[u] - t) / SLOW)
+        own[u] = o + 1.0 / SLOW
+        last_o[u] = t
+    x[:, 10] = xo
+    comp[10] = float(np.sum(1.0 - np.exp(-(t_end - stream.t) / SLOW)))
     # The node's long-run rate: own acts so far / (age + RATE_OFFSET).
     order = np.argsort(stream.src, kind="stable")
     srt = stream.src[order]
@@ -155,10 +168,12 @@ def _max_likelihood(x: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, float]
         lam = np.maximum(x @ theta, 1e-300)
         return float(comp @ theta - np.log(lam).sum()), comp - (x / lam[:, None]).sum(axis=0)
 
-    start = np.full(x.shape[1], 0.1)
+    # A feature that never fires (no negative act received, say) has no data: it stays 0.
+    free = (comp > 0) & (x.max(axis=0) > 0)
+    start = np.where(free, 0.1, 0.0)
     start[0] = max(x.shape[0] / max(comp[0], 1e-9) * 0.1, 1e-6)
     res = minimize(negll, start, jac=True, method="L-BFGS-B",
-                   bounds=[(1e-9, None)] * x.shape[1])
+                   bounds=[(1e-9, None) if f else (0.0, 0.0) for f in free])
     return res.x, -float(res.fun) / max(x.shape[0], 1)
 
 
@@ -207,7 +222,7 @@ def fit_activity(history: Stream, n_known: int, t_end: float, horizon: float) ->
     return ActivityModel(
         taus=(ts, tl), mu=float(theta[0]), own=(float(theta[1]), float(theta[2])),
         received=(float(theta[3]), float(theta[4]), float(theta[5]), float(theta[6])),
-        arrival=(float(theta[7]), float(theta[8])), rate=float(theta[9]),
+        arrival=(float(theta[7]), float(theta[8])), rate=float(theta[9]), slow=float(theta[10]),
         act_at_arrival=float(as_actor[np.isfinite(arrival)].mean()), arrival_rate=rate,
         window=window, log_likelihood=ll, info=info,
     )
@@ -223,15 +238,15 @@ class ActivityTracker:
 
     def __init__(self, model: ActivityModel, capacity: int) -> None:
         self.m = model
-        self.taus = np.array([*model.taus, _ARRIVAL_TAU])
-        self.coef_own = np.array([*model.own, 0.0])
-        self.coef_pos = np.array([*model.received[:2], 0.0])
-        self.coef_neg = np.array([*model.received[2:], 0.0])
-        self.coef_arr = np.array([*model.arrival, model.act_at_arrival])
-        self.own = np.zeros((3, capacity))
-        self.pos = np.zeros((3, capacity))
-        self.neg = np.zeros((3, capacity))
-        self.arr = np.zeros((3, capacity))
+        self.taus = np.array([*model.taus, _ARRIVAL_TAU, SLOW])
+        self.coef_own = np.array([*model.own, 0.0, model.slow])
+        self.coef_pos = np.array([*model.received[:2], 0.0, 0.0])
+        self.coef_neg = np.array([*model.received[2:], 0.0, 0.0])
+        self.coef_arr = np.array([*model.arrival, model.act_at_arrival, 0.0])
+        self.own = np.zeros((4, capacity))
+        self.pos = np.zeros((4, capacity))
+        self.neg = np.zeros((4, capacity))
+        self.arr = np.zeros((4, capacity))
         self.count = np.zeros(capacity)
         self.arrival = np.full(capacity, np.inf)
         self.ref = 0.0

@@ -69,6 +69,12 @@ def small_pools(g: GraphState, u: int, t: float) -> list[tuple[list[int], np.nda
     return [(recip, f_recip), (repeat, f_repeat), (triad, f_triad), (new, f_new)]
 
 
+def recip_gate(pools: list[tuple[list[int], np.ndarray]]) -> float:
+    """log(1 + days since the newest unanswered rating): it shifts the weight of ``recip``."""
+    feats = pools[RECIP][1]
+    return float(feats[:, 0].min()) if feats.shape[0] else 0.0
+
+
 def global_sums(g: GraphState, u: int, t: float) -> np.ndarray:
     """Sums that normalise the two global pools for actor ``u``.
 
@@ -102,6 +108,7 @@ class ChoiceModel(torch.nn.Module):
         self.theta = torch.nn.Parameter(torch.zeros(len(SMALL), 2, dtype=torch.float64))
         self.same = torch.nn.Parameter(torch.zeros(N_KINDS, dtype=torch.float64))
         self.rated = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+        self.gate = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
 
     def summary(self) -> dict[str, Any]:
         """Fitted weights as plain lists."""
@@ -111,6 +118,7 @@ class ChoiceModel(torch.nn.Module):
 @dataclass
 class _Records:
     kind: list[int]
+    gate: list[float]
     mask: list[np.ndarray]
     glob: list[np.ndarray]
     true_glob: list[np.ndarray]
@@ -125,7 +133,7 @@ class ChoiceRecorder:
     """Collects, event by event, what the likelihood of each observed target needs."""
 
     def __init__(self) -> None:
-        self.r = _Records([], [], [], [], [], [], [], [], [])
+        self.r = _Records([], [], [], [], [], [], [], [], [], [])
 
     def record(self, g: GraphState, kind: np.ndarray, t: float, u: int, v: int) -> None:
         """Score the observed act ``u -> v`` against the state before it."""
@@ -133,6 +141,7 @@ class ChoiceRecorder:
         ku = int(kind[u])
         self.r.kind.append(ku)
         pools = small_pools(g, u, t)
+        self.r.gate.append(recip_gate(pools))
         mask = np.ones(len(POOLS), dtype=bool)
         for k, (members, feats) in enumerate(pools):
             mask[k] = len(members) > 0
@@ -154,40 +163,48 @@ class ChoiceRecorder:
         self.r.true_glob.append(np.array([*base, float(v in g.out_last[u]),
                                           float(g.group[v] == g.group[u])]))
 
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        r = self.r
+
+        def cat(xs: list[np.ndarray], width: int = 0) -> torch.Tensor:
+            if xs:
+                return torch.as_tensor(np.concatenate(xs))
+            return torch.zeros((0, width) if width else 0, dtype=torch.float64)
+
+        return (torch.as_tensor(r.kind), torch.as_tensor(r.gate, dtype=torch.float64),
+                torch.as_tensor(np.stack(r.mask)), torch.as_tensor(np.stack(r.glob)),
+                torch.as_tensor(np.stack(r.true_glob)),
+                cat(r.m_event).long() * len(SMALL) + cat(r.m_pool).long(), cat(r.m_pool).long(),
+                cat(r.m_feat, 2), cat(r.m_same), cat(r.m_true).bool())
+
+    def log_likelihood(self, model: ChoiceModel) -> torch.Tensor:
+        """Log-probability of each recorded target under ``model``."""
+        return _log_lik(model, *self._tensors())
+
     def fit(self, iterations: int = 60) -> tuple[ChoiceModel, float]:
         """Maximum-likelihood fit (L-BFGS); returns the model and the log-likelihood per act."""
-        r = self.r
-        kind = torch.as_tensor(r.kind)
-        mask = torch.as_tensor(np.stack(r.mask))
-        glob = torch.as_tensor(np.stack(r.glob))
-        tg = torch.as_tensor(np.stack(r.true_glob))
-        ev = torch.as_tensor(np.concatenate(r.m_event))
-        pool = torch.as_tensor(np.concatenate(r.m_pool))
-        feat = torch.as_tensor(np.concatenate(r.m_feat))
-        same = torch.as_tensor(np.concatenate(r.m_same))
-        true = torch.as_tensor(np.concatenate(r.m_true))
-        n = kind.shape[0]
-        seg = ev * len(SMALL) + pool
+        data = self._tensors()
         model = ChoiceModel()
         opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=iterations,
                                 line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
-            loss = -_log_lik(model, kind, mask, glob, tg, seg, pool, feat, same, true, n).mean()
+            loss = -_log_lik(model, *data).mean()
             loss.backward()
             return loss
 
         opt.step(closure)
         with torch.no_grad():
-            ll = float(_log_lik(model, kind, mask, glob, tg, seg, pool, feat, same, true, n).mean())
+            ll = float(_log_lik(model, *data).mean())
         return model, ll
 
 
-def _log_lik(model: ChoiceModel, kind: torch.Tensor, mask: torch.Tensor, glob: torch.Tensor,
-             tg: torch.Tensor, seg: torch.Tensor, pool: torch.Tensor, feat: torch.Tensor,
-             same: torch.Tensor, true: torch.Tensor, n: int) -> torch.Tensor:
+def _log_lik(model: ChoiceModel, kind: torch.Tensor, gate: torch.Tensor, mask: torch.Tensor,
+             glob: torch.Tensor, tg: torch.Tensor, seg: torch.Tensor, pool: torch.Tensor,
+             feat: torch.Tensor, same: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Log-probability of each observed target under the mixture."""
+    n = kind.shape[0]
     gs = model.same[kind]  # (n,)
     score = (feat * model.theta[pool]).sum(1) + gs[seg // len(SMALL)] * same
     nseg = n * len(SMALL)
@@ -205,7 +222,8 @@ def _log_lik(model: ChoiceModel, kind: torch.Tensor, mask: torch.Tensor, glob: t
     w_true = tg[:, :2] * torch.exp(model.rated[None, :] * tg[:, 2:3] + gs[:, None] * tg[:, 3:4])
     p_glob = w_true / zg.clamp_min(1e-300)
     p = torch.cat([p_small, p_glob], dim=1)
-    logits = torch.where(mask, model.mix[kind], torch.full_like(p, -1e30))
+    mix = model.mix[kind] + torch.nn.functional.pad((model.gate * gate)[:, None], (0, len(POOLS) - 1))
+    logits = torch.where(mask, mix, torch.full_like(p, -1e30))
     pi = torch.softmax(logits, dim=1)
     return torch.log((pi * p).sum(1).clamp_min(1e-300))
 
@@ -218,13 +236,14 @@ class ChoiceParams:
     theta: np.ndarray
     same: np.ndarray
     rated: np.ndarray
+    gate: float
 
     @classmethod
     def from_model(cls, model: ChoiceModel, temperature: float = 1.0) -> ChoiceParams:
         """Arrays of a fitted model; ``temperature`` divides the within-pool scores."""
         d = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         return cls(mix=d["mix"], theta=d["theta"] / temperature, same=d["same"] / temperature,
-                   rated=d["rated"] / temperature)
+                   rated=d["rated"] / temperature, gate=float(d["gate"][0]))
 
 
 def choose_target(g: GraphState, p: ChoiceParams, kind: int, u: int, t: float,
@@ -248,7 +267,9 @@ def choose_target(g: GraphState, p: ChoiceParams, kind: int, u: int, t: float,
             weights_small.append((np.empty(0, dtype=np.int64), np.empty(0)))
     base_pop = g.pop_w * present
     mask[POPULAR] = base_pop.sum() > 0
-    logits = np.where(mask, p.mix[kind], -np.inf)
+    mix = p.mix[kind].copy()
+    mix[RECIP] += p.gate * recip_gate(pools)
+    logits = np.where(mask, mix, -np.inf)
     pi = np.exp(logits - logits.max())
     pi /= pi.sum()
     k = min(int(np.searchsorted(np.cumsum(pi), uni[0] * pi.sum(), side="right")), len(POOLS) - 1)
