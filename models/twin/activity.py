@@ -41,8 +41,9 @@ from models.twin.observed import Stream
 
 __all__ = ["ActivityModel", "ActivityTracker", "fit_activity"]
 
-_SHORT = (0.1, 0.5, 2.0)
+_SHORT = (0.1, 0.5)
 _LONG = (20.0, 90.0)
+_FIT_SPANS = (math.inf, 365.0, 180.0)
 _ARRIVAL_TAU = 0.02
 _WINDOWS = (14.0, 30.0, 60.0, 120.0, 240.0, 480.0)
 #: Days added to a node's age in its long-run rate (acts so far / (age + offset)).
@@ -102,15 +103,26 @@ def _first_appearance(stream: Stream, n: int) -> tuple[np.ndarray, np.ndarray]:
     return arrival, as_actor
 
 
-def _kernel_sums(stream: Stream, arrival: np.ndarray, taus: tuple[float, float], t_end: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per act: the actor's features just before it (``N_FEATURES``); their integrals to ``t_end``."""
+def _kernel_sums(stream: Stream, arrival: np.ndarray, taus: tuple[float, float], t_end: float,
+                 t_start: float = -math.inf) -> tuple[np.ndarray, np.ndarray]:
+    """Per act: the actor's features just before it (``N_FEATURES``); their integrals.
+
+    The integrals run over ``[t_start, t_end]`` (each node from its arrival on); the
+    features of acts before ``t_start`` are computed too (callers drop those rows).
+    """
     n = arrival.shape[0]
     x = np.zeros((len(stream), N_FEATURES))
     x[:, 0] = 1.0
     comp = np.zeros(N_FEATURES)
-    fin = arrival[np.isfinite(arrival)]
-    comp[0] = float(np.sum(t_end - fin))
+    fin = arrival[np.isfinite(arrival) & (arrival < t_end)]
+    comp[0] = float(np.sum(t_end - np.maximum(fin, t_start)))
+
+    def tails(times: np.ndarray, tau: float) -> np.ndarray:
+        """Integral over the window of the kernels of events at ``times`` (before ``t_end``)."""
+        times = times[times < t_end]
+        return (np.exp(-(np.maximum(times, t_start) - times) / tau)
+                - np.exp(-(t_end - times) / tau))
+
     exp = math.exp
     for m, tau in enumerate(taus):
         own = [0.0] * n
@@ -134,11 +146,12 @@ def _kernel_sums(stream: Stream, arrival: np.ndarray, taus: tuple[float, float],
         x[:, 3 + m] = xr[0]
         x[:, 5 + m] = xr[1]
         x[:, 7 + m] = np.exp(-(stream.t - arrival[stream.src]) / tau) / tau
-        tail = 1.0 - np.exp(-(t_end - stream.t) / tau)
+        tail = tails(stream.t, tau)
         comp[1 + m] = float(tail.sum())
-        comp[3 + m] = float(tail[stream.sign > 0].sum())
-        comp[5 + m] = float(tail[stream.sign < 0].sum())
-        comp[7 + m] = float(np.sum(1.0 - np.exp(-(t_end - fin) / tau)))
+        before = stream.sign[stream.t < t_end]
+        comp[3 + m] = float(tail[before > 0].sum())
+        comp[5 + m] = float(tail[before < 0].sum())
+        comp[7 + m] = float(tails(fin, tau).sum())
     # Own acts on the slow scale.
     own = [0.0] * n
     last_o = [0.0] * n
@@ -148,7 +161,7 @@ def _kernel_sums(stream: Stream, arrival: np.ndarray, taus: tuple[float, float],
         own[u] = o + 1.0 / SLOW
         last_o[u] = t
     x[:, 10] = xo
-    comp[10] = float(np.sum(1.0 - np.exp(-(t_end - stream.t) / SLOW)))
+    comp[10] = float(tails(stream.t, SLOW).sum())
     # The node's long-run rate: own acts so far / (age + RATE_OFFSET).
     order = np.argsort(stream.src, kind="stable")
     srt = stream.src[order]
@@ -157,7 +170,10 @@ def _kernel_sums(stream: Stream, arrival: np.ndarray, taus: tuple[float, float],
     count[order] = np.arange(len(stream)) - starts
     age = stream.t - arrival[stream.src] + RATE_OFFSET
     x[:, 9] = count / age
-    comp[9] = float(np.sum(np.log((t_end - arrival[stream.src] + RATE_OFFSET) / age)))
+    early = stream.t < t_end
+    born = arrival[stream.src[early]]
+    start_age = np.maximum(stream.t[early], t_start) - born + RATE_OFFSET
+    comp[9] = float(np.sum(np.log((t_end - born + RATE_OFFSET) / start_age)))
     return x, comp
 
 
@@ -196,29 +212,52 @@ def _arrival_window(arrival: np.ndarray, t_end: float, horizon: float) -> tuple[
                          "relative_error_by_window": {str(k): v for k, v in errors.items()}}
 
 
+def _log_lik(theta: np.ndarray, x: np.ndarray, comp: np.ndarray) -> float:
+    """Log-likelihood per act of ``x`` (rows) with integrals ``comp``."""
+    return float((np.log(np.maximum(x @ theta, 1e-300)).sum() - comp @ theta) / max(len(x), 1))
+
+
 def fit_activity(history: Stream, n_known: int, t_end: float, horizon: float) -> ActivityModel:
-    """Fit the activity and arrival processes on ``history`` (nodes ``< n_known``, up to ``t_end``)."""
+    """Fit the activity and arrival processes on ``history`` (nodes ``< n_known``, up to ``t_end``).
+
+    The kernel time scales and the length of the recent past the coefficients are fitted
+    on (real networks change: the whole history, or its last 1 or 2 years) are chosen by
+    the predictive log-likelihood of a validation window (the history's last part, of
+    the length to generate but at most 30% of the history), with coefficients fitted on
+    what precedes it; then the chosen setting is refitted up to ``t_end``.
+    """
     arrival, as_actor = _first_appearance(history, n_known)
     # The arrival act of a node that appeared as an actor is its first act.
     actors, first_idx = np.unique(history.src, return_index=True)
     first_act = np.zeros(len(history), dtype=bool)
     first_act[first_idx[as_actor[actors]]] = True
-    best: tuple[float, Any] | None = None
-    grid = {}
+    t0 = float(history.t[0])
+    t_val = t_end - min(horizon, 0.3 * (t_end - t0))
+    grid: dict[str, float] = {}
+    best: tuple[float, tuple[float, float, float]] | None = None
     for ts in _SHORT:
         for tl in _LONG:
-            x, comp = _kernel_sums(history, arrival, (ts, tl), t_end)
-            theta, ll = _max_likelihood(x[~first_act], comp)
-            grid[f"{ts:g},{tl:g}"] = ll
-            if best is None or ll > best[0]:
-                best = (ll, (ts, tl, theta))
+            for span in _FIT_SPANS:
+                start = t_val - span
+                x, comp = _kernel_sums(history, arrival, (ts, tl), t_val, start)
+                rows = ~first_act & (history.t >= start) & (history.t < t_val)
+                theta, _ = _max_likelihood(x[rows], comp)
+                xv, cv = _kernel_sums(history, arrival, (ts, tl), t_end, t_val)
+                val = ~first_act & (history.t >= t_val)
+                ll = _log_lik(theta, xv[val], cv)
+                grid[f"short {ts:g}, long {tl:g}, fit on last {span:g} days"] = ll
+                if best is None or ll > best[0]:
+                    best = (ll, (ts, tl, span))
     assert best is not None
-    ll, (ts, tl, theta) = best
+    val_ll, (ts, tl, span) = best
+    x, comp = _kernel_sums(history, arrival, (ts, tl), t_end, t_end - span)
+    rows = ~first_act & (history.t >= t_end - span)
+    theta, ll = _max_likelihood(x[rows], comp)
     window, info = _arrival_window(arrival, t_end, horizon)
     fin = arrival[np.isfinite(arrival)]
     lo = max(float(fin.min()), t_end - window)
     rate = float(np.count_nonzero(fin >= lo)) / max(t_end - lo, 1e-9)
-    info["likelihood_grid"] = grid
+    info.update(validation_log_lik=grid, fit_span_days=span, validation_best=val_ll)
     return ActivityModel(
         taus=(ts, tl), mu=float(theta[0]), own=(float(theta[1]), float(theta[2])),
         received=(float(theta[3]), float(theta[4]), float(theta[5]), float(theta[6])),
@@ -260,7 +299,8 @@ class ActivityTracker:
             self.ref = t
 
     def _kick(self, sums: np.ndarray, node: int, t: float) -> None:
-        sums[:, node] += np.exp(-(t - self.ref) / self.taus) / self.taus
+        """Add an event at ``t >= ref``: stored at the reference time, it is scaled up."""
+        sums[:, node] += np.exp((t - self.ref) / self.taus) / self.taus
 
     def replay(self, stream: Stream, arrival: np.ndarray) -> None:
         """Load the sums implied by an observed history (arrival times per node)."""

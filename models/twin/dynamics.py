@@ -88,8 +88,8 @@ class _GraphDynamics:
         """Learn from a delivered act."""
         self.graph.observe(t, a, v, sign, weight)
 
-    def refresh(self, model: SocialModel) -> None:
-        """Set the agents' rates for the coming step."""
+    def refresh(self, model: SocialModel, t: float) -> None:
+        """Set the agents' rates for the step that starts at engine time ``t``."""
 
     def step(self, model: SocialModel, times: np.ndarray, actors: np.ndarray,
              uniforms: np.ndarray) -> EventBatch:
@@ -97,7 +97,7 @@ class _GraphDynamics:
         now = float(model.env.now)
         if not self.ready:
             self._start(model)
-            self.refresh(model)
+            self.refresh(model, now)
             return _empty(now)
         cut = now + STEP
         k = int(np.searchsorted(times, cut, side="left"))
@@ -114,9 +114,10 @@ class _GraphDynamics:
             if ev.suspended >= 0:
                 break
         batch = _concat(parts) if parts else _empty(now)
+        end = float(batch.t[-1]) if len(batch) else now
         if batch.suspended < 0 and k < times.shape[0]:
-            batch.until = cut
-        self.refresh(model)
+            batch.until = end = cut
+        self.refresh(model, end)
         return batch
 
 
@@ -175,7 +176,7 @@ class TwinDynamics(_GraphDynamics):
         self.graph.arrive(node, t)
         self.tracker.advance(t)
         self.tracker.arrive(node, t)
-        self.refresh(model)
+        self.refresh(model, float(model.env.now))
 
     def decide(self, model: SocialModel, a: int, t: float, u: np.ndarray) -> tuple[int, int, float]:
         """Target from the mixture, sign from the logistic model, weight given the sign."""
@@ -192,9 +193,9 @@ class TwinDynamics(_GraphDynamics):
         super().delivered(t, a, v, sign, weight)
         self.tracker.act(a, v, sign, t)
 
-    def refresh(self, model: SocialModel) -> None:
-        """Average learned intensity of each present node over the next step."""
-        self.tracker.advance(self.t0 + float(model.env.now))
+    def refresh(self, model: SocialModel, t: float) -> None:
+        """Average learned intensity of each present node over the step from ``t``."""
+        self.tracker.advance(self.t0 + t)
         model.population.rate[:] = self.tracker.rates(self.graph.present, STEP)
         model.rates_changed()
 
