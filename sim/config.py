@@ -1,7 +1,9 @@
 """Typed settings of one simulation: population, network, dynamics, recording.
 
-Every field has a default, a type, and where it matters a range; :mod:`sim.scenario`
-builds these from TOML tables and reports bad values with the key path.
+Every field has a default, a type, and where it matters a range (``min``, ``max``,
+``min_exclusive`` metadata; every number must also be finite); :mod:`sim.scenario`
+builds these from TOML tables and reports bad values with the key path, and
+:mod:`sim.limits` refuses runs too large for the machine or the database.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Literal
 
 __all__ = [
     "AGENT_KINDS",
+    "MAX_AGENTS",
+    "MAX_MODEL_CANDIDATES",
     "DynamicsConfig",
     "NetworkConfig",
     "PopulationConfig",
@@ -19,6 +23,14 @@ __all__ = [
 ]
 
 AGENT_KINDS = ("citizen", "influencer", "troll", "counter_speaker")
+
+#: Most agents of one run (the resource check of :mod:`sim.limits` may refuse fewer).
+MAX_AGENTS = 100_000_000
+
+#: Most candidates the learned dynamics scores per act: it draws ``candidates - 1``
+#: uniforms from the kernel's columns ``U_TRIES .. NU - 1`` (``sim.kernel``: NU = 16,
+#: U_TRIES = 8, so at most 8 draws besides the rule's own proposal).
+MAX_MODEL_CANDIDATES = 9
 
 
 def _kinds_default() -> dict[str, float]:
@@ -46,18 +58,18 @@ class PopulationConfig:
         influencer_attraction: How much more likely an influencer is to be followed.
     """
 
-    n_agents: int = field(default=1000, metadata={"min": 2})
-    groups: int = field(default=2, metadata={"min": 1})
+    n_agents: int = field(default=1000, metadata={"min": 2, "max": MAX_AGENTS})
+    groups: int = field(default=2, metadata={"min": 1, "max": 1_000_000})
     kinds: dict[str, float] = field(default_factory=_kinds_default)
     opinion_range: list[float] = field(default_factory=lambda: [-1.0, 1.0])
     initial_opinion: Literal["uniform", "groups"] = "groups"
-    opinion_spread: float = field(default=0.35, metadata={"min": 0.0})
-    mean_rate: float = field(default=1.0, metadata={"min_exclusive": 0.0})
+    opinion_spread: float = field(default=0.35, metadata={"min": 0.0, "max": 1e6})
+    mean_rate: float = field(default=1.0, metadata={"min_exclusive": 0.0, "max": 1e6})
     rate_distribution: Literal["lognormal", "pareto", "constant"] = "lognormal"
-    rate_sigma: float = field(default=1.0, metadata={"min": 0.0})
-    influencer_rate_factor: float = field(default=5.0, metadata={"min": 0.0})
-    troll_rate_factor: float = field(default=3.0, metadata={"min": 0.0})
-    influencer_attraction: float = field(default=20.0, metadata={"min": 0.0})
+    rate_sigma: float = field(default=1.0, metadata={"min": 0.0, "max": 10.0})
+    influencer_rate_factor: float = field(default=5.0, metadata={"min": 0.0, "max": 1e4})
+    troll_rate_factor: float = field(default=3.0, metadata={"min": 0.0, "max": 1e4})
+    influencer_attraction: float = field(default=20.0, metadata={"min": 0.0, "max": 1e6})
 
 
 @dataclass
@@ -78,13 +90,13 @@ class NetworkConfig:
     """
 
     kind: Literal["sbm", "barabasi_albert", "watts_strogatz", "edge_list", "none"] = "sbm"
-    mean_degree: float = field(default=10.0, metadata={"min": 0.0})
+    mean_degree: float = field(default=10.0, metadata={"min": 0.0, "max": 10_000.0})
     homophily: float = field(default=0.8, metadata={"min": 0.0, "max": 1.0})
-    ba_m: int = field(default=3, metadata={"min": 1})
-    ws_k: int = field(default=10, metadata={"min": 2})
+    ba_m: int = field(default=3, metadata={"min": 1, "max": 10_000})
+    ws_k: int = field(default=10, metadata={"min": 2, "max": 10_000})
     ws_p: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
     path: str = ""
-    follow_slack: int = field(default=8, metadata={"min": 0})
+    follow_slack: int = field(default=8, metadata={"min": 0, "max": 1024})
 
 
 @dataclass
@@ -115,20 +127,26 @@ class DynamicsConfig:
             signs and weights instead of the rules above (learned dynamics); "" for none.
             Relative paths resolve from the scenario file.
         model_candidates: Targets the learned model scores per act.
+        twin: A signed edge list (SNAP format, as ``signsim import`` reads) whose learned
+            twin runs the arm instead of the rules: the twin learns the events before
+            ``twin_split`` and generates the ``horizon`` days after it, and the
+            population is the network's nodes (``population`` settings do not apply).
+            Relative paths resolve from the scenario file; "" for none.
+        twin_split: Share of the edge list's events the twin learns from.
     """
 
-    confidence: float = field(default=0.5, metadata={"min": 0.0})
+    confidence: float = field(default=0.5, metadata={"min": 0.0, "max": 1e6})
     attraction: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
     repulsion: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
     p_reply: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
     p_exposure: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
-    sign_temperature: float = field(default=0.15, metadata={"min": 0.0})
-    balance: float = field(default=1.0, metadata={"min": 0.0})
-    contagion: float = field(default=2.0, metadata={"min": 0.0})
-    base_negativity: float = -1.0
-    negativity_gain: float = field(default=0.3, metadata={"min": 0.0})
+    sign_temperature: float = field(default=0.15, metadata={"min": 0.0, "max": 1e6})
+    balance: float = field(default=1.0, metadata={"min": 0.0, "max": 1e6})
+    contagion: float = field(default=2.0, metadata={"min": 0.0, "max": 1e6})
+    base_negativity: float = field(default=-1.0, metadata={"min": -1e6, "max": 1e6})
+    negativity_gain: float = field(default=0.3, metadata={"min": 0.0, "max": 1e6})
     negativity_relief: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
-    negativity_decay: float = field(default=3.0, metadata={"min_exclusive": 0.0})
+    negativity_decay: float = field(default=3.0, metadata={"min": 1e-6, "max": 1e9})
     follow_prob: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
     unfollow_prob: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
     troll_negativity: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
@@ -136,7 +154,9 @@ class DynamicsConfig:
     weight_scaled_updates: bool = True
     ties: int = field(default=16, metadata={"min": 1, "max": 256})
     model: str = ""
-    model_candidates: int = field(default=8, metadata={"min": 1, "max": 1024})
+    model_candidates: int = field(default=8, metadata={"min": 1, "max": MAX_MODEL_CANDIDATES})
+    twin: str = ""
+    twin_split: float = field(default=0.7, metadata={"min": 0.05, "max": 0.95})
 
 
 @dataclass
@@ -154,12 +174,12 @@ class RecordingConfig:
             event, so this changes speed and the random stream, not the model.
     """
 
-    metric_cadence: float = field(default=1.0, metadata={"min": 0.0})
-    metric_window: float = field(default=1.0, metadata={"min_exclusive": 0.0})
-    snapshot_cadence: float = field(default=0.0, metadata={"min": 0.0})
-    snapshot_sample: int = field(default=1000, metadata={"min": 0})
-    flush_rows: int = field(default=20_000, metadata={"min": 1})
-    batch_events: int = field(default=4096, metadata={"min": 1})
+    metric_cadence: float = field(default=1.0, metadata={"min": 0.0, "max": 1e7})
+    metric_window: float = field(default=1.0, metadata={"min_exclusive": 0.0, "max": 1e7})
+    snapshot_cadence: float = field(default=0.0, metadata={"min": 0.0, "max": 1e7})
+    snapshot_sample: int = field(default=1000, metadata={"min": 0, "max": MAX_AGENTS})
+    flush_rows: int = field(default=20_000, metadata={"min": 1, "max": 1_000_000})
+    batch_events: int = field(default=4096, metadata={"min": 1, "max": 1 << 20})
 
 
 @dataclass

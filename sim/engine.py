@@ -99,6 +99,11 @@ class SocialModel(mesa.Model):
         recorder: Where events, metrics and snapshots go (``None``: nowhere).
         population: A given initial population (a twin's observed nodes) instead of one
             drawn from ``config.population``; its size must be ``config.population.n_agents``.
+
+    Attributes:
+        datacollector: A ``mesa.DataCollector`` that the recorder fills at each metric tick
+            (``None``, the default: stored runs keep their log in the database only; see
+            :mod:`sim.mesa_tools`).
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class SocialModel(mesa.Model):
         self.policy = np.zeros(Q.SIZE)
         self.dynamics: Dynamics = dynamics if dynamics is not None else MechanisticDynamics()
         self.recorder = recorder
+        self.datacollector: mesa.DataCollector | None = None
         self.events = 0
         self._cum_rates = np.zeros(0)
         self._total_rate = 0.0

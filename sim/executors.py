@@ -22,7 +22,10 @@ checks :func:`sweep_stopped` first (tasks picked up after the sweep stopped are 
 
 from __future__ import annotations
 
+import _thread
 import multiprocessing as mp
+import os
+import select
 import signal
 import threading
 import time
@@ -37,6 +40,7 @@ from sim.errors import SignsimError
 __all__ = [
     "DASK_CONNECT_TIMEOUT",
     "dask_cluster",
+    "exit_with_parent",
     "run_dask",
     "run_in_process",
     "run_pool",
@@ -64,6 +68,9 @@ _LOCAL_DASK_CONFIG: dict[str, Any] = {
 #: Seconds a pool worker may take to finish its run after Ctrl-C before it is terminated.
 _STOP_GRACE_S = 10.0
 
+#: Exit status of a pool worker that ended because the sweep's process died.
+_PARENT_DIED = 70
+
 #: Modules the fork server imports once, so that workers start with them loaded (and,
 #: through ``sim.warmup``, with the compiled loops ready).
 _PRELOAD = ["sim.experiment", "sim.simulate", "sim.warmup"]
@@ -72,9 +79,10 @@ _PRELOAD = ["sim.experiment", "sim.simulate", "sim.warmup"]
 # -- the worker side -----------------------------------------------------------------------
 _IN_POOL_WORKER = False
 _STOP: Any = None  # a multiprocessing Event in pool workers: set when the sweep stops
+_PARENT_GONE = threading.Event()  # set in a pool worker whose sweep process died
 
 
-def _init_pool_worker(parent_ignores_sigint: bool, stop: Any) -> None:
+def _init_pool_worker(parent_ignores_sigint: bool, stop: Any, parent: int = 0) -> None:
     """Pool worker initializer: an idle worker ignores Ctrl-C (the parent handles it).
 
     Args:
@@ -82,16 +90,69 @@ def _init_pool_worker(parent_ignores_sigint: bool, stop: Any) -> None:
             then ignores it during runs too.
         stop: Event set by the parent when the sweep is interrupted; queued tasks that
             a worker picks up afterwards are skipped.
+        parent: Process id of the sweep's process; the worker exits when it dies
+            (:func:`exit_with_parent`). 0: no watch.
     """
     global _IN_POOL_WORKER, _STOP
     _IN_POOL_WORKER = not parent_ignores_sigint
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent:
+        exit_with_parent(parent)
+
+
+def exit_with_parent(parent: int, grace_s: float = _STOP_GRACE_S) -> threading.Thread | None:
+    """Make this process exit when process ``parent`` dies (even by ``kill -9``).
+
+    A daemon thread waits on a pidfd of the parent (Linux), else polls it once a
+    second. When the parent is gone it interrupts the main thread (a run going under
+    :func:`sigint_aborts_run` is then marked ``aborted``), waits ``grace_s`` seconds
+    and ends the process. Committed rows are kept: every batch is its own transaction.
+
+    Args:
+        parent: The process to watch (must be alive now).
+        grace_s: Seconds the interrupted run gets before the process ends.
+
+    Returns:
+        The watching thread, or None when ``parent`` is already gone (the process
+        then exits at once).
+    """
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(_PARENT_DIED)
+    except (AttributeError, OSError):
+        pidfd = -1
+
+    def watch() -> None:
+        if pidfd >= 0:
+            select.select([pidfd], [], [])
+        else:
+            while _alive(parent):
+                time.sleep(1.0)
+        _PARENT_GONE.set()  # queued tasks are skipped from now on
+        _thread.interrupt_main()
+        time.sleep(grace_s)
+        os._exit(_PARENT_DIED)
+
+    thread = threading.Thread(target=watch, name="signsim-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def sweep_stopped() -> bool:
-    """Whether this is a pool worker whose sweep was interrupted (skip further tasks)."""
-    return _STOP is not None and bool(_STOP.is_set())
+    """Whether this pool worker's sweep was interrupted or its process died (skip tasks)."""
+    return _PARENT_GONE.is_set() or (_STOP is not None and bool(_STOP.is_set()))
 
 
 @contextmanager
@@ -184,7 +245,7 @@ def run_pool(tasks: list[TaskT], workers: int, execute: Callable[[TaskT], Record
     ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     stop = ctx.Event()
     pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
-                               initializer=_init_pool_worker, initargs=(ignored, stop))
+                               initializer=_init_pool_worker, initargs=(ignored, stop, os.getpid()))
     futures: dict[Future[RecordT], TaskT] = {pool.submit(execute, t): t for t in tasks}
     pending = set(futures)
     try:

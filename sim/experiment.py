@@ -42,7 +42,7 @@ from sqlalchemy.exc import ArgumentError
 from tqdm import tqdm
 
 from sim.config import SimConfig
-from sim.errors import SignsimError
+from sim.errors import SignsimError, describe_exception
 from sim.executors import (
     DASK_CONNECT_TIMEOUT,
     dask_cluster,
@@ -295,8 +295,10 @@ def execute_task(task: RunTask) -> RunRecord:
                 progress=False,
             )
             record.run_id, record.events = result.run_id, result.events
-        except Exception as exc:  # reported to the parent, run marked failed
+        except SignsimError as exc:  # reported to the parent, run marked failed
             record.error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # one line, never the SQL text or its parameters
+            record.error = describe_exception(exc)
         finally:
             record.seconds = time.perf_counter() - started
             if store is not None:

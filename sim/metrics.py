@@ -40,6 +40,7 @@ __all__ = [
     "negative_share",
     "opinion_variance",
     "signed_assortativity",
+    "signed_triangle_census",
     "suspended_count",
     "toxicity_exposure",
 ]
@@ -240,15 +241,8 @@ def balanced_triangle_share(src: ArrayLike, dst: ArrayLike, signs: ArrayLike) ->
 
     The sign of a pair is the sign of its last interaction in either direction (events
     must be given in time order); self-loops are ignored. A triangle is balanced when
-    the product of its three signs is positive.
-
-    With ``A`` the signed adjacency matrix, ``trace(A^3)/6 = B - U`` (balanced minus
-    unbalanced triangles) and ``T = trace(|A|^3)/6 = B + U``, so the share is
-    ``(T + trace(A^3)/6) / (2T)``. Both sums are computed over each triangle once by
-    orienting every edge from the lower- to the higher-(degree, id) node and, for each
-    oriented edge, intersecting the two endpoints' sorted out-lists (compiled): each
-    triangle is found once, and heavy-tailed graphs stay cheap (O(m^1.5) work for m
-    edges).
+    the product of its three signs is positive, i.e. when it has 0 or 2 negative edges
+    (counted by :func:`signed_triangle_census`).
 
     Args:
         src: Source id per interaction.
@@ -258,9 +252,33 @@ def balanced_triangle_share(src: ArrayLike, dst: ArrayLike, signs: ArrayLike) ->
     Returns:
         The share in [0, 1]; NaN when the graph has no triangle.
     """
+    census = signed_triangle_census(src, dst, signs)
+    total = int(census.sum())
+    if total == 0:
+        return math.nan
+    return float(census[0] + census[2]) / total
+
+
+def signed_triangle_census(src: ArrayLike, dst: ArrayLike, signs: ArrayLike) -> np.ndarray:
+    """Triangles of the undirected signed graph counted by their number of negative edges.
+
+    Pair signs are as in :func:`balanced_triangle_share` (last interaction in either
+    direction, events in time order; self-loops ignored). Every triangle is found once
+    by orienting each edge from the lower- to the higher-(degree, id) node and, for each
+    oriented edge, intersecting the two endpoints' sorted out-lists (compiled), so
+    heavy-tailed graphs stay cheap (O(m^1.5) work for m edges).
+
+    Args:
+        src: Source id per interaction.
+        dst: Destination id per interaction.
+        signs: +1 / -1 per interaction.
+
+    Returns:
+        ``int64`` counts of length 4: triangles with 0, 1, 2 and 3 negative edges.
+    """
     lo, hi, sg, n = _last_sign_edges(src, dst, signs)
     if lo.size < 3:
-        return math.nan
+        return np.zeros(4, dtype=np.int64)
     deg = np.bincount(np.concatenate([lo, hi]), minlength=n)
     rank = np.empty(n, dtype=np.int64)
     rank[np.lexsort((np.arange(n), deg))] = np.arange(n)
@@ -268,25 +286,24 @@ def balanced_triangle_share(src: ArrayLike, dst: ArrayLike, signs: ArrayLike) ->
     u = np.where(swap, hi, lo)
     v = np.where(swap, lo, hi)
     order = np.lexsort((v, u))  # CSR of the oriented edges, each row sorted by target
-    u, v, sg = u[order], v[order], sg[order].astype(np.int64)
+    u, v = u[order], v[order]
+    negative = (sg[order] < 0).astype(np.int64)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(u, minlength=n), out=indptr[1:])
-    total, diff = _oriented_triangles(indptr, v, sg)
-    if total == 0:
-        return math.nan
-    return (total + diff) / (2.0 * total)
+    counts: np.ndarray = _oriented_triangles(indptr, v, negative)
+    return counts
 
 
 @njit(cache=True)
-def _oriented_triangles(indptr: np.ndarray, targets: np.ndarray, signs: np.ndarray
-                        ) -> tuple[int, int]:
-    """Triangles of an oriented graph (CSR, rows sorted) and the sum of their sign products.
+def _oriented_triangles(indptr: np.ndarray, targets: np.ndarray, negative: np.ndarray
+                        ) -> np.ndarray:
+    """Triangles of an oriented graph (CSR, rows sorted) by number of negative edges.
 
     For each edge ``a -> b`` the sorted rows of ``a`` and ``b`` are merged; every common
     target ``c`` closes the triangle ``a -> b, a -> c, b -> c``, found once per triangle.
+    ``negative`` is 1 for a negative edge and 0 for a positive one.
     """
-    total = 0
-    diff = 0
+    counts = np.zeros(4, dtype=np.int64)
     for a in range(indptr.shape[0] - 1):
         for e in range(indptr[a], indptr[a + 1]):
             b = targets[e]
@@ -298,11 +315,10 @@ def _oriented_triangles(indptr: np.ndarray, targets: np.ndarray, signs: np.ndarr
                 elif targets[i] > targets[j]:
                     j += 1
                 else:
-                    total += 1
-                    diff += signs[e] * signs[i] * signs[j]
+                    counts[negative[e] + negative[i] + negative[j]] += 1
                     i += 1
                     j += 1
-    return total, diff
+    return counts
 
 
 def signed_assortativity(

@@ -20,6 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
+from sim.atomic import atomic_path  # noqa: E402
+
 __all__ = [
     "arm_order",
     "mean_band",
@@ -29,6 +31,16 @@ __all__ = [
 ]
 
 _DPI = 100
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    """Write a figure as PNG atomically (no truncated file on a full disk) and close it."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+
 _SIZE = (7.0, 3.8)
 
 
@@ -115,8 +127,7 @@ def plot_timeseries(
     if arms:
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
@@ -157,6 +168,5 @@ def plot_final_distribution(
     ax.set_title(f"{name}: {label} per run")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _save(fig, path)
     return path

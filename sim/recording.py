@@ -43,6 +43,8 @@ class Recorder:
         self.intervention_rows: list[dict[str, Any]] = []
         self._window: deque[EventBatch] = deque()
         self._blocked_since_tick: dict[str, int] = {}
+        #: The metric values of the latest tick (NaN where undefined).
+        self.latest_metrics: dict[str, float] = {}
 
     def attach(self, model: SocialModel) -> None:
         """Start the metric and snapshot processes on the model's clock."""
@@ -128,6 +130,9 @@ class Recorder:
             self._window_arrays(model), pop.opinion, pop.group, pop.negativity * decay,
             pop.active, model.config.recording.metric_window,
         )
+        self.latest_metrics = values
+        if model.datacollector is not None:
+            model.datacollector.collect(model)
         rows = metric_rows(self.run_id, float(now), values)
         if self.keep_events:
             self.metric_rows.extend(rows)

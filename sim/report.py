@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from sim.atomic import write_text_atomic
 from sim.errors import SignsimError
 from sim.metrics import METRIC_DESCRIPTIONS, METRIC_NAMES
 from sim.plots import arm_order, plot_final_distribution, plot_timeseries, slug
+from sim.scenario import check_name
 from sim.stats import arm_summary, compare_arms, run_summaries
 from sim.store import Store
 
@@ -197,6 +199,10 @@ def write_report(
 ) -> Path:
     """Write the comparison report of a scenario from the database alone.
 
+    Every file is written atomically (:mod:`sim.atomic`): after an error (a full disk,
+    a folder without write permission) no truncated file is left, and files of an
+    earlier report stay as they were.
+
     Args:
         store: The open store (read-only is enough).
         scenario: Scenario name as stored in ``runs.scenario``.
@@ -209,10 +215,51 @@ def write_report(
         The path of ``report.md``.
 
     Raises:
-        SignsimError: When the scenario has no complete run with metrics, or the
-            baseline arm has no complete run.
+        SignsimError: When the scenario has no complete run with metrics, the baseline
+            arm has no complete run, or a file cannot be written.
     """
-    out = Path(out_dir)
+    check_name(scenario, "report", "--scenario")
+    try:
+        return _write_report(store, scenario, Path(out_dir), baseline)
+    except OSError as exc:
+        raise SignsimError(
+            f"Cannot write the report of scenario '{scenario}' to '{out_dir}': "
+            f"{exc.strerror or exc} ({exc.filename or out_dir}). No partial file was left "
+            "behind; free space or choose another folder with --out, then run "
+            "`signsim report` again (the runs are in the database)."
+        ) from None
+
+
+def _twin_fidelity(store: Store, runs: pd.DataFrame, baseline: str
+                   ) -> tuple[str, list[str], list[list[str]]] | None:
+    """The fidelity section when the baseline arm ran on a learned twin (else None).
+
+    The twin settings come from the scenario text stored with the runs; a relative twin
+    path resolves from the working folder, then from ``scenarios/``. Imports the learning
+    side only for twin scenarios.
+    """
+    ids = [int(i) for i in runs.loc[runs["arm"] == baseline, "id"]]
+    if not ids:
+        return None
+    text = store.run(ids[0]).get("scenario_text") or ""
+    if "twin" not in text:
+        return None
+    from sim.scenario import parse_scenario
+
+    try:
+        scenario = parse_scenario(text)
+    except SignsimError:
+        return None
+    arm = next((a for a in scenario.arms if a.name == baseline), None)
+    if arm is None or not arm.config.dynamics.twin:
+        return None
+    from models.twin.scenario import fidelity_rows
+
+    dyn = arm.config.dynamics
+    return fidelity_rows(store, ids, dyn.twin, dyn.twin_split, arm.config.horizon)
+
+
+def _write_report(store: Store, scenario: str, out: Path, baseline: str) -> Path:
     frame = load_metrics(store, scenario)
     if frame.empty:
         statuses = store.frame(
@@ -247,6 +294,12 @@ def write_report(
         f"adjusted across all {n_cmp} comparisons of this report. A verdict reads "
         "\"no detectable difference\" when the interval covers 0."
     )
+    fidelity = _twin_fidelity(store, runs, baseline)
+    if fidelity is not None:
+        note, header, rows = fidelity
+        doc.h(2, "How far to trust the twin")
+        doc.p(note)
+        doc.table(header, rows)
     doc.h(2, "Runs")
     doc.table(["arm", "seeds", "run ids"], [
         [a, ", ".join(str(s) for s in runs.loc[runs["arm"] == a, "seed"]),
@@ -292,7 +345,6 @@ def write_report(
         doc.img(f"{name} over time", ts)
         doc.img(f"{name} final values", fin_png)
 
-    md_path = out / "report.md"
-    md_path.write_text(doc.markdown(), encoding="utf-8")
-    (out / "report.html").write_text(doc.html(f"signsim report: {scenario}"), encoding="utf-8")
+    md_path = write_text_atomic(out / "report.md", doc.markdown())
+    write_text_atomic(out / "report.html", doc.html(f"signsim report: {scenario}"))
     return md_path

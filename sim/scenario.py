@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import re
+import reprlib
 import tomllib
 import types
 import typing
@@ -24,12 +27,17 @@ from sim.config import (
     SimConfig,
 )
 from sim.errors import SignsimError
+from sim.limits import MAX_SEED, check_horizon, check_run_resources
 
 __all__ = [
+    "DEFAULT_MAX",
     "Arm",
     "InterventionSpec",
     "Scenario",
+    "MAX_SEEDS",
+    "NAME_PATTERN",
     "build_dataclass",
+    "check_name",
     "load_scenario",
     "parse_scenario",
 ]
@@ -42,6 +50,35 @@ _SECTIONS: dict[str, type] = {
 }
 _TOP_KEYS = {"name", "description", "horizon", "seeds", "baseline", "arms", *_SECTIONS}
 _ARM_KEYS = {"name", "description", "interventions", *_SECTIONS}
+
+#: Scenario and arm names: identifiers that are safe as one folder or file name.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
+#: Upper bound of a numeric setting that names no ``max`` of its own.
+DEFAULT_MAX = 1_000_000
+
+#: Most seeds of one scenario.
+MAX_SEEDS = 10_000
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 60, 60
+
+
+def _show(value: Any) -> str:
+    """A short repr for messages (bounded depth and length, even for deep tables)."""
+    return _SHORT.repr(value)
+
+
+def check_name(name: str, where: str, key: str) -> str:
+    """Return ``name`` when it is an identifier (letters, digits, ``_ . -``); raise otherwise.
+
+    Names become folder and file names (``reports/<name>``), so a name can never hold a
+    path separator, start with a dot, or be longer than 100 characters.
+    """
+    if not NAME_PATTERN.fullmatch(name):
+        raise _fail(where, key, f"{_show(name)} is not a valid name; use 1 to 100 letters, "
+                    "digits, '_', '.' or '-', not starting with '.' or '-'.")
+    return name
 
 
 @dataclass
@@ -119,7 +156,7 @@ def _check_value(value: Any, tp: Any, where: str, key: str, meta: dict[str, Any]
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            raise _fail(where, key, f"{value!r} is not allowed; use one of: "
+            raise _fail(where, key, f"{_show(value)} is not allowed; use one of: "
                         + ", ".join(str(a) for a in allowed) + ".")
         return value
     if origin in (types.UnionType, typing.Union):
@@ -129,35 +166,37 @@ def _check_value(value: Any, tp: Any, where: str, key: str, meta: dict[str, Any]
         return _check_value(value, args[0], where, key, meta)
     if tp is bool:
         if not isinstance(value, bool):
-            raise _fail(where, key, f"{value!r} must be true or false.")
+            raise _fail(where, key, f"{_show(value)} must be true or false.")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(where, key, f"{value!r} must be a whole number.")
+            raise _fail(where, key, f"{_show(value)} must be a whole number.")
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _fail(where, key, f"{value!r} must be a number.")
+            raise _fail(where, key, f"{_show(value)} must be a number.")
         value = float(value)
+        if not math.isfinite(value):
+            raise _fail(where, key, f"{value!r} must be a finite number.")
     elif tp is str:
         if not isinstance(value, str):
-            raise _fail(where, key, f"{value!r} must be a string.")
+            raise _fail(where, key, f"{_show(value)} must be a string.")
         return value
     elif origin is list:
         (item,) = get_args(tp)
         if not isinstance(value, list):
-            raise _fail(where, key, f"{value!r} must be a list.")
+            raise _fail(where, key, f"{_show(value)} must be a list.")
         return [_check_value(v, item, where, f"{key}[{i}]", {}) for i, v in enumerate(value)]
     elif origin is dict:
         _, item = get_args(tp)
         if not isinstance(value, dict):
-            raise _fail(where, key, f"{value!r} must be a table.")
+            raise _fail(where, key, f"{_show(value)} must be a table.")
         return {k: _check_value(v, item, where, f"{key}.{k}", {}) for k, v in value.items()}
     if "min" in meta and value < meta["min"]:
-        raise _fail(where, key, f"{value!r} is below the minimum {meta['min']}.")
+        raise _fail(where, key, f"{_show(value)} is below the minimum {meta['min']}.")
     if "min_exclusive" in meta and value <= meta["min_exclusive"]:
-        raise _fail(where, key, f"{value!r} must be greater than {meta['min_exclusive']}.")
+        raise _fail(where, key, f"{_show(value)} must be greater than {meta['min_exclusive']}.")
     if "max" in meta and value > meta["max"]:
-        raise _fail(where, key, f"{value!r} is above the maximum {meta['max']}.")
+        raise _fail(where, key, f"{_show(value)} is above the maximum {meta['max']}.")
     return value
 
 
@@ -179,7 +218,7 @@ def build_dataclass(cls: type, data: dict[str, Any], where: str, prefix: str,
         SignsimError: On an unknown key, a wrong type or an out-of-range value.
     """
     if not isinstance(data, dict):
-        raise _fail(where, prefix, f"{data!r} must be a table.")
+        raise _fail(where, prefix, f"{_show(data)} must be a table.")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     obj = copy.deepcopy(base) if base is not None else cls()
@@ -187,7 +226,10 @@ def build_dataclass(cls: type, data: dict[str, Any], where: str, prefix: str,
         path = f"{prefix}.{key}" if prefix else key
         if key not in fields:
             raise _fail(where, path, "unknown key; allowed keys: " + ", ".join(fields) + ".")
-        setattr(obj, key, _check_value(value, hints[key], where, path, dict(fields[key].metadata)))
+        meta = dict(fields[key].metadata)
+        if hints[key] in (int, float):
+            meta.setdefault("max", DEFAULT_MAX)
+        setattr(obj, key, _check_value(value, hints[key], where, path, meta))
     return obj
 
 
@@ -203,7 +245,7 @@ def _check_population(pop: PopulationConfig, where: str, prefix: str) -> None:
         raise _fail(where, f"{prefix}.kinds", f"shares sum to {total:g}, not 1.")
     lo_hi = pop.opinion_range
     if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
-        raise _fail(where, f"{prefix}.opinion_range", f"{lo_hi!r} must be [low, high] with low < high.")
+        raise _fail(where, f"{prefix}.opinion_range", f"{_show(lo_hi)} must be [low, high] with low < high.")
 
 
 def _build_config(data: dict[str, Any], where: str, prefix: str, base: SimConfig) -> SimConfig:
@@ -220,13 +262,15 @@ def _build_config(data: dict[str, Any], where: str, prefix: str, base: SimConfig
 
 
 def _resolve_paths(cfg: SimConfig, base_dir: Path | None) -> None:
-    """Make relative file paths (edge list, model checkpoint) relative to the scenario file."""
+    """Make relative file paths (edge list, checkpoint, twin source) relative to the scenario file."""
     if base_dir is None:
         return
     if cfg.network.path and not Path(cfg.network.path).is_absolute():
         cfg.network.path = str(base_dir / cfg.network.path)
     if cfg.dynamics.model and not Path(cfg.dynamics.model).is_absolute():
         cfg.dynamics.model = str(base_dir / cfg.dynamics.model)
+    if cfg.dynamics.twin and not Path(cfg.dynamics.twin).is_absolute():
+        cfg.dynamics.twin = str(base_dir / cfg.dynamics.twin)
 
 
 def _build_interventions(items: Any, where: str, prefix: str, horizon: float
@@ -234,7 +278,7 @@ def _build_interventions(items: Any, where: str, prefix: str, horizon: float
     from sim.interventions import REGISTRY  # local: interventions import the engine
 
     if not isinstance(items, list):
-        raise _fail(where, prefix, f"{items!r} must be a list of tables.")
+        raise _fail(where, prefix, f"{_show(items)} must be a list of tables.")
     specs = []
     for i, item in enumerate(items):
         path = f"{prefix}[{i}]"
@@ -281,21 +325,33 @@ def parse_scenario(text: str, where: str = "<scenario>", base_dir: Path | None =
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SignsimError(f"{where}: TOML syntax error: {exc}") from None
+    except RecursionError:
+        raise SignsimError(f"{where}: TOML tables or arrays are nested too deeply; a "
+                           "scenario needs at most a few levels.") from None
     for key in data:
         if key not in _TOP_KEYS:
             raise _fail(where, key, "unknown key; allowed keys: " + ", ".join(sorted(_TOP_KEYS)) + ".")
-    name = _check_value(data.get("name", Path(where).stem), str, where, "name", {})
+    if "name" in data:
+        name = check_name(_check_value(data["name"], str, where, "name", {}), where, "name")
+    else:  # the file's stem, made an identifier ("my run.toml" -> "my_run")
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(where).stem).lstrip(".-")[:100] or "scenario"
     description = _check_value(data.get("description", ""), str, where, "description", {})
-    horizon = _check_value(data.get("horizon", 10.0), float, where, "horizon", {"min_exclusive": 0.0})
+    horizon = check_horizon(_check_value(data.get("horizon", 10.0), float, where, "horizon",
+                                         {"min_exclusive": 0.0}), f"{where}: horizon")
     seeds_raw = data.get("seeds", 1)
     if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool):
-        if seeds_raw < 1:
-            raise _fail(where, "seeds", f"{seeds_raw} must be at least 1 (or a list of seeds).")
+        if not 1 <= seeds_raw <= MAX_SEEDS:
+            raise _fail(where, "seeds", f"{seeds_raw} must be from 1 to {MAX_SEEDS} (or a list "
+                        "of seeds).")
         seeds = list(range(seeds_raw))
     else:
         seeds = _check_value(seeds_raw, list[int], where, "seeds", {})
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise _fail(where, "seeds", f"{seeds_raw!r} must be a non-empty list of distinct seeds.")
+        if not seeds or len(set(seeds)) != len(seeds) or len(seeds) > MAX_SEEDS:
+            raise _fail(where, "seeds", f"{_show(seeds_raw)} must be a non-empty list of at most "
+                        f"{MAX_SEEDS} distinct seeds.")
+        for i, seed in enumerate(seeds):
+            if not 0 <= seed <= MAX_SEED:
+                raise _fail(where, f"seeds[{i}]", f"{seed} must be from 0 to {MAX_SEED}.")
     base = _build_config(data, where, "", SimConfig(horizon=horizon))
     arms_raw = data.get("arms", [{"name": "baseline"}])
     if not isinstance(arms_raw, list) or not arms_raw:
@@ -309,11 +365,13 @@ def parse_scenario(text: str, where: str = "<scenario>", base_dir: Path | None =
             if key not in _ARM_KEYS:
                 raise _fail(where, f"{prefix}.{key}", "unknown key; allowed keys: "
                             + ", ".join(sorted(_ARM_KEYS)) + ".")
-        arm_name = _check_value(arm_data.get("name"), str, where, f"{prefix}.name", {})
+        arm_name = check_name(_check_value(arm_data.get("name"), str, where, f"{prefix}.name", {}),
+                              where, f"{prefix}.name")
         if any(a.name == arm_name for a in arms):
             raise _fail(where, f"{prefix}.name", f"arm '{arm_name}' is defined twice.")
         cfg = _build_config(arm_data, where, f"{prefix}.", base)
         _resolve_paths(cfg, base_dir)
+        check_run_resources(cfg, f"{where}: arms[{i}] ({arm_name})")
         specs = _build_interventions(arm_data.get("interventions", []), where,
                                      f"{prefix}.interventions", horizon)
         arms.append(Arm(arm_name, cfg, specs, str(arm_data.get("description", ""))))

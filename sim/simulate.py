@@ -19,7 +19,8 @@ from sim.recording import Recorder
 from sim.scenario import InterventionSpec
 from sim.store import Store
 
-__all__ = ["SimResult", "learned_dynamics", "run_into_store", "simulate", "write_agent_rows"]
+__all__ = ["SimResult", "learned_dynamics", "progress_step", "run_into_store", "simulate",
+           "twin_dynamics", "write_agent_rows"]
 
 
 @dataclass
@@ -43,6 +44,16 @@ def write_agent_rows(store: Store, run_id: int, model: SocialModel) -> None:
                        pop.group.tolist(), pop.opinion.tolist(), pop.rate.tolist())
 
 
+def progress_step(horizon: float) -> float:
+    """Clock advance between two progress updates of a stored run (1/100 of the horizon).
+
+    Each ``model.run(until=...)`` stop is an event on the SimPy clock, and the activity
+    process redraws its batch at every event, so these stops are part of a stored run's
+    trajectory: whoever replays a run (``sim.mesa_tools``) stops at the same times.
+    """
+    return max(horizon / 100.0, 1e-9)
+
+
 def learned_dynamics(config: SimConfig) -> Dynamics:
     """The learned dynamics named by ``dynamics.model`` (imports torch, only then)."""
     from pathlib import Path
@@ -52,6 +63,13 @@ def learned_dynamics(config: SimConfig) -> Dynamics:
     from models.learned import LearnedDynamics
 
     return LearnedDynamics(config.dynamics.model, candidates=config.dynamics.model_candidates)
+
+
+def twin_dynamics(config: SimConfig) -> tuple[Dynamics, Population, SimConfig]:
+    """The learned twin named by ``dynamics.twin``: dynamics, nodes and adjusted settings."""
+    from models.twin.scenario import twin_generator
+
+    return twin_generator(config)
 
 
 def run_into_store(
@@ -88,6 +106,8 @@ def run_into_store(
         Run id, event count and wall time.
     """
     started = time.perf_counter()
+    if dynamics is None and config.dynamics.twin:
+        dynamics, population, config = twin_dynamics(config)
     if dynamics is None and config.dynamics.model:
         dynamics = learned_dynamics(config)
     run_id = store.create_run(scenario=scenario, arm=arm, seed=seed,
@@ -101,7 +121,7 @@ def run_into_store(
                   desc=f"{scenario}/{arm}/seed {seed}", leave=False,
                   bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} days [{elapsed}<{remaining}]"
                   ) as bar:
-            step = max(config.horizon / 100.0, 1e-9)
+            step = progress_step(config.horizon)
             while model.env.now < model.horizon:
                 model.run(until=min(model.env.now + step, model.horizon))
                 bar.update(model.env.now - bar.n)
@@ -141,6 +161,7 @@ def simulate(
     Returns:
         Run id, event count and wall time.
     """
+    from sim.limits import check_horizon, check_run_resources, check_seed
     from sim.scenario import build_dataclass, load_scenario
     from sim.store import open_store
 
@@ -160,9 +181,9 @@ def simulate(
         config.network = build_dataclass(type(config.network), {"kind": network}, "--network",
                                          "network", config.network)
     if horizon is not None:
-        if horizon <= 0:
-            raise SignsimError(f"--horizon: {horizon} must be greater than 0 days.")
-        config.horizon = horizon
+        config.horizon = check_horizon(horizon, "--horizon")
+    check_seed(seed)
+    check_run_resources(config, scenario_path or "the default settings")
     store = open_store(db)
     try:
         return run_into_store(store, config, seed=seed, scenario=name, arm=arm_name,

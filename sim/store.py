@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -31,9 +32,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 
-from sim.errors import SignsimError
+from sim.errors import SignsimError, describe_exception
 from sim.schema import SCHEMA_VERSION, AgentRow, Base, Meta, Run
 
 __all__ = [
@@ -99,6 +100,48 @@ SQLITE_PRAGMAS = (
 )
 
 
+#: Seconds to retry switching a new SQLite file to WAL while another process holds it.
+_WAL_WAIT_S = 60.0
+
+#: Key of the PostgreSQL advisory lock held while the schema is created ("signsim").
+_SCHEMA_LOCK_KEY = 0x7369676E73696D
+
+
+def _sqlite_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a SQLite file (``mode=ro`` and ``query_only``).
+
+    A WAL database in a folder this process cannot write (a read-only mount) cannot be
+    opened with ``mode=ro`` alone, because SQLite must create its shared-memory file;
+    it is then opened ``immutable=1``, which reads the main file as it is (no locks;
+    nothing may write it meanwhile, which a read-only mount guarantees).
+    """
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        con = sqlite3.connect(f"file:{path}?{options}", uri=True, check_same_thread=False)
+        try:
+            con.execute("PRAGMA query_only=ON")
+            con.execute("PRAGMA busy_timeout=60000")
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.OperationalError:
+            con.close()
+            if options != "mode=ro" or not _unwritable_folder(path):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _unwritable_folder(path: Path) -> bool:
+    """Whether SQLite could not create files next to ``path`` (read-only mount etc.)."""
+    probe = path.parent / f".{path.name}.signsim-probe"
+    try:
+        probe.touch(exist_ok=False)
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    probe.unlink(missing_ok=True)
+    return False
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     for pragma in SQLITE_PRAGMAS:
@@ -134,15 +177,8 @@ class Store:
                 if p.is_dir():
                     raise SignsimError(f"'{path}' is a directory, not a signsim database file.")
             if self.read_only:
-                uri = f"file:{Path(path).resolve()}?mode=ro"
-
-                def _ro_connect() -> sqlite3.Connection:
-                    con = sqlite3.connect(uri, uri=True, check_same_thread=False)
-                    con.execute("PRAGMA query_only=ON")
-                    con.execute("PRAGMA busy_timeout=60000")
-                    return con
-
-                return create_engine("sqlite://", creator=_ro_connect)
+                resolved = Path(path).resolve()
+                return create_engine("sqlite://", creator=lambda: _sqlite_read_only(resolved))
             engine = create_engine(self.url, connect_args={"timeout": 60})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
@@ -178,17 +214,7 @@ class Store:
                     )
             if not create:
                 raise SignsimError(f"Database {where} is empty: it holds no signsim data yet.")
-            with self.engine.connect() as conn:
-                self._use_wal(conn)
-            Base.metadata.create_all(self.engine)
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(Meta),
-                    [
-                        {"key": "schema_version", "value": SCHEMA_VERSION},
-                        {"key": "app", "value": "signsim"},
-                    ],
-                )
+            self._create_schema()
         except OperationalError as exc:
             msg = str(exc.orig) if exc.orig is not None else str(exc)
             if self.is_sqlite:
@@ -204,10 +230,45 @@ class Store:
                 "or another kind of file; it was not modified."
             ) from None
 
+    def _create_schema(self) -> None:
+        """Create the tables and meta rows in one transaction that holds a lock.
+
+        Two processes may open the same new database at once: the schema is created
+        under SQLite's write lock (``BEGIN IMMEDIATE``) or a PostgreSQL transaction-level
+        advisory lock, and only by the first; the second then finds it complete.
+        """
+        with self.engine.connect() as conn:
+            self._use_wal(conn)
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif self.url.startswith("postgresql"):
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+            if not inspect(conn).has_table(Meta.__tablename__):
+                Base.metadata.create_all(conn)
+                conn.execute(insert(Meta), [{"key": "schema_version", "value": SCHEMA_VERSION},
+                                            {"key": "app", "value": "signsim"}])
+            conn.commit()
+
     def _use_wal(self, conn: Connection) -> None:
-        """Switch a signsim SQLite file to WAL (persistent; only on our own files)."""
-        if self.is_sqlite and not self.read_only:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        """Switch a signsim SQLite file to WAL (persistent; only on our own files).
+
+        Changing the journal mode needs the file to itself and SQLite does not wait for
+        it (no busy handler), so while another process opens the same new file this
+        retries for up to the busy timeout.
+        """
+        if not self.is_sqlite or self.read_only:
+            return
+        deadline = time.monotonic() + _WAL_WAIT_S
+        while True:
+            try:
+                if conn.exec_driver_sql("PRAGMA journal_mode").scalar() != "wal":
+                    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig) or time.monotonic() > deadline:
+                    raise
+                conn.rollback()
+                time.sleep(0.02)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -215,9 +276,26 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """Open one transaction (committed on success, rolled back on error)."""
-        with self.engine.begin() as conn:
-            yield conn
+        """Open one transaction (committed on success, rolled back on error).
+
+        Raises:
+            SignsimError: When the database refuses the transaction (read-only file,
+                missing rights, full disk): one line from the driver, without the SQL.
+        """
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise self.write_error(exc) from None
+
+    def write_error(self, exc: BaseException) -> SignsimError:
+        """The one-paragraph error of a write the database refused."""
+        return SignsimError(
+            f"Cannot write to database {_describe(self.url)}: {describe_exception(exc)}. "
+            "Check that the file or server accepts writes from this user (file "
+            "permissions, a read-only mount, the role's rights on tables and sequences) "
+            "and that the disk has room; everything committed before is kept."
+        )
 
     # -- runs ------------------------------------------------------------------------
     def create_run(
@@ -322,10 +400,18 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------
     def frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Run a SELECT and return a DataFrame."""
-        with self.engine.connect() as conn:
-            result = conn.execute(text(sql), params or {})
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        """Run a SELECT and return a DataFrame.
+
+        Raises:
+            SignsimError: When the database refuses the read (one line, without SQL).
+        """
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execute(text(sql), params or {})
+                return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        except DBAPIError as exc:
+            raise SignsimError(f"Cannot read database {_describe(self.url)}: "
+                               f"{describe_exception(exc)}.") from None
 
     def runs(self) -> pd.DataFrame:
         """All runs, newest last."""
