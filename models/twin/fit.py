@@ -69,6 +69,7 @@ class TwinFit:
                        "log_lik_per_act": self.choice_log_lik},
             "sign": self.sign.coefficients(),
             "null": {"p_reciprocate": self.null.p_reciprocate},
+            "temperature": self.info.get("temperature", {"chosen": 1.0}),
             "fit_seconds": self.seconds,
         }
 
@@ -81,8 +82,13 @@ def replay(split: TwinSplit, graph: GraphState) -> None:
         graph.observe(t, u, v, s, w)
 
 
-def fit_twin(split: TwinSplit, *, iterations: int = 60, progress: bool = False) -> TwinFit:
-    """Fit activity, arrivals, target choice, sign and weight on ``split.history``."""
+def fit_twin(split: TwinSplit, *, iterations: int = 60, temperature: bool = True,
+             progress: bool = False) -> TwinFit:
+    """Fit activity, arrivals, target choice, sign and weight on ``split.history``.
+
+    With ``temperature`` the sharpness of target choices is then calibrated on the
+    history's last part (:mod:`models.twin.temperature`).
+    """
     started = time.perf_counter()
     obs, h = split.observed, split.history
     n = split.n_known
@@ -108,6 +114,13 @@ def fit_twin(split: TwinSplit, *, iterations: int = 60, progress: bool = False) 
     span = max(split.t_split - float(h.t[0]), 1e-9)
     null = NullFit(rates=np.bincount(h.src, minlength=n) / span,
                    p_reciprocate=answered / max(len(h), 1))
-    return TwinFit(split=split, activity=activity, choice=ChoiceParams.from_model(model),
-                   choice_log_lik=ll, sign=sign, weights=weights, null=null,
-                   seconds=time.perf_counter() - started)
+    fit = TwinFit(split=split, activity=activity, choice=ChoiceParams.from_model(model),
+                  choice_log_lik=ll, sign=sign, weights=weights, null=null, seconds=0.0)
+    if temperature:
+        from models.twin.temperature import calibrate_temperature, scaled
+
+        temp, info = calibrate_temperature(fit)
+        fit.choice = scaled(fit.choice, temp)
+        fit.info["temperature"] = {"chosen": temp, **info}
+    fit.seconds = time.perf_counter() - started
+    return fit

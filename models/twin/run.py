@@ -51,6 +51,8 @@ class TwinResult:
     wins: dict[str, int]
     events_per_s: dict[str, float]
     seconds: dict[str, float]
+    real: dict[str, Any]
+    stats: dict[str, list[dict[str, Any]]]
 
 
 def twin_config(horizon: float, n_agents: int) -> SimConfig:
@@ -179,4 +181,5 @@ def twin_run(db: str, run: str, *, split: float = 0.7, seeds: int = 5, out: Path
             "seconds": seconds, "events_per_s": speed}
     report = write_fidelity_report(out_dir, f"Twin fidelity: {observed.name}", real, stats, meta)
     return TwinResult(run_id=run_id, out_dir=out_dir, report=report, runs=runs, table=table,
-                      wins=wins(table), events_per_s=speed, seconds=seconds)
+                      wins=wins(table), events_per_s=speed, seconds=seconds, real=real,
+                      stats=stats)

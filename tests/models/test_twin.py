@@ -176,7 +176,7 @@ def test_generated_runs_ignore_the_held_out_events(tmp_path) -> None:
 
 def test_twin_learns_that_trolls_attack_the_other_group() -> None:
     obs = _simulated()
-    fit = fit_twin(split_observed(obs, 0.7), iterations=40)
+    fit = fit_twin(split_observed(obs, 0.7), iterations=40, temperature=False)
     troll, citizen = KIND_CODES.index("troll"), KIND_CODES.index("citizen")
     assert fit.choice.same[troll] < -1.0 < fit.choice.same[citizen]
     coef = fit.sign.coefficients()
