@@ -319,13 +319,17 @@ def twin(
     seeds: Annotated[int, typer.Option(help="Generated spans per method (1-100).")] = 5,
     out: Annotated[Path | None, typer.Option(help="Report folder (default reports/twin-RUN).")] = None,
     budget: Annotated[int, typer.Option(help="Simulations the rules' calibration may spend.")] = 60,
+    methods: Annotated[str, typer.Option(
+        help="Comma-separated generators to compare: twin, calibrated, null.")] = "twin,calibrated,null",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Fit a learned twin of RUN, generate its held-out span, report fidelity vs rules and null."""
-    from models.twin.run import twin_run
+    from models.twin.run import scoreboard_text, twin_run
 
-    r = twin_run(db, run, split=split, seeds=seeds, out=out, budget=budget, progress=progress)
-    typer.echo(r.table.to_string(index=False))
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    r = twin_run(db, run, split=split, seeds=seeds, out=out, budget=budget, methods=chosen,
+                 progress=progress)
+    typer.echo(scoreboard_text(r.table))
     typer.echo("closest to the truth, statistics won: "
                + ", ".join(f"{m} {k}" for m, k in r.wins.items()))
     typer.echo("generation events/s: "

@@ -68,6 +68,18 @@ def test_import_writes_an_observed_complete_run(tmp_path):
     assert agents.activity_rate.tolist() == pytest.approx([2 / span, 1 / span, 1 / span])
 
 
+def test_every_rating_maps_to_its_sign_and_weight(tmp_path):
+    # ratings at the edges of each sign, +/-1 included (the smallest ratings there are)
+    ratings = [1, -1, 2, -2, 10, -10, 5, -7]
+    text = "".join(f"{i},{i + 1},{r},{100 * i}\n" for i, r in enumerate(ratings))
+    db = tmp_path / "r.db"
+    summary = import_network(str(db), write(tmp_path, text))
+    ev = open_store(str(db)).interactions(summary.run_id)
+    assert ev["sign"].tolist() == [1, -1, 1, -1, 1, -1, 1, -1]
+    assert ev["weight"].tolist() == pytest.approx([0.1, 0.1, 0.2, 0.2, 1.0, 1.0, 0.5, 0.7])
+    assert summary.negative_share == 0.5
+
+
 def test_rows_are_sorted_by_time_stably(tmp_path):
     edges = read_snap_signed(write(tmp_path, "1,2,1,30\n3,4,-1,10\n5,6,2,30\n7,8,3,10\n"))
     assert edges.src.tolist() == [3, 7, 1, 5]

@@ -37,9 +37,10 @@ def test_run_is_written_completely(tmp_path):
     assert run["n_agents"] == 300
     assert run["n_interactions"] == res.events > 500
     counts = store.frame(
-        "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi FROM interactions WHERE run_id=:r",
-        {"r": res.run_id}).iloc[0]
-    assert (counts.n, counts.lo, counts.hi) == (res.events, 0, res.events - 1)
+        "SELECT count(*) AS n, count(DISTINCT seq) AS k, min(seq) AS lo, max(seq) AS hi "
+        "FROM interactions WHERE run_id=:r", {"r": res.run_id}).iloc[0]
+    # n distinct integers from 0 to n-1: exactly 0..n-1
+    assert (counts.n, counts.k, counts.lo, counts.hi) == (res.events, res.events, 0, res.events - 1)
     assert store.frame("SELECT count(*) AS n FROM agents").n[0] == 300
     snaps = store.frame("SELECT t, count(*) AS n FROM opinions GROUP BY t ORDER BY t")
     assert snaps.t.tolist() == [0.0, 1.0, 2.0, 3.0] and set(snaps.n) == {50}
@@ -122,8 +123,10 @@ def test_sigkill_mid_run_leaves_a_consistent_database(tmp_path):
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     status, n = con.execute("SELECT status, n_interactions FROM runs WHERE id = 1").fetchone()
     assert status != "complete"
-    count, hi = con.execute("SELECT count(*), max(seq) FROM interactions WHERE run_id = 1").fetchone()
-    assert count == n and hi == n - 1 and n >= 20_000  # every committed batch intact
+    seqs = [r[0] for r in con.execute("SELECT seq FROM interactions WHERE run_id = 1 ORDER BY seq")]
+    assert n >= 20_000 and seqs == list(range(n))  # every committed batch intact, no gap
+    t = [r[0] for r in con.execute("SELECT t FROM interactions WHERE run_id = 1 ORDER BY seq")]
+    assert all(a <= b for a, b in zip(t, t[1:], strict=False))  # seq order is time order
     con.close()
     store = open_store(str(db))
     res = run_into_store(store, small_config(100, 1.0), seed=1)

@@ -34,7 +34,7 @@ from sim.errors import SignsimError
 from sim.simulate import run_into_store
 from sim.store import Store, open_store
 
-__all__ = ["METHODS", "TwinResult", "generate", "twin_config", "twin_run"]
+__all__ = ["METHODS", "TwinResult", "generate", "scoreboard_text", "twin_config", "twin_run"]
 
 METHODS = ("twin", "calibrated", "null")
 
@@ -53,6 +53,18 @@ class TwinResult:
     seconds: dict[str, float]
     real: dict[str, Any]
     stats: dict[str, list[dict[str, Any]]]
+
+
+def scoreboard_text(table: pd.DataFrame) -> str:
+    """The ten headline rows as a compact text table: real, then each method's mean (d)."""
+    board = table[table["scoreboard"]]
+    methods = list(dict.fromkeys(board["method"]))
+    rows = []
+    for key, group in board.groupby("statistic", sort=False):
+        g = group.set_index("method")
+        rows.append({"statistic": key, "real": f"{g['real'].iloc[0]:.4g}",
+                     **{m: f"{g.at[m, 'mean']:.4g} (d {g.at[m, 'distance']:.3g})" for m in methods}})
+    return pd.DataFrame(rows).to_string(index=False)
 
 
 def twin_config(horizon: float, n_agents: int) -> SimConfig:

@@ -120,6 +120,20 @@ def test_reputation_heuristic_values():
     assert s.weight[1].item() == pytest.approx((-0.5 - 0.25) / 3)  # prior mean -0.25
 
 
+def test_reputation_is_the_targets_not_the_raters():
+    # node 2 only receives negatives, node 0 only positives; then 0 -> 2 and 2 -> 0
+    ev = events_from_arrays([0, 1, 2, 1, 0, 2], [2, 2, 0, 0, 2, 0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                            [-1, -1, 1, 1, -1, 1], [0.8, 0.6, 1.0, 0.4, 0.5, 0.5])
+    rep = ReputationHeuristic(3)
+    rep.observe(ev.batch(0, 4))
+    s = rep.score(ev.batch(4, 6), torch.tensor([[1], [1]]), col3=0)
+    prior = (2 + 1) / (4 + 2)  # global share of positives, smoothed: 0.5
+    assert s.p_pos.tolist() == pytest.approx([(0 + prior) / 3, (2 + prior) / 3])  # 1/6, 5/6
+    mean_sw = (-0.8 - 0.6 + 1.0 + 0.4) / 4  # 0.0
+    assert s.weight.tolist() == pytest.approx([(-1.4 + mean_sw) / 3, (1.4 + mean_sw) / 3])
+    assert s.exist_pos.tolist() == [2.0, 2.0] and s.exist_neg.tolist() == [[0.0], [0.0]]
+
+
 def test_all_baselines_run_the_protocol_and_feature_classifiers_learn():
     ev = random_stream(1000, 30, seed=6)
     split = split_by_time(ev)
