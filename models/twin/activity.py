@@ -61,7 +61,8 @@ class ActivityModel:
 
     Attributes:
         taus: The two kernel time scales (days).
-        mu: Background rate of a present node (acts/day).
+        mu: Background rate of a present node (acts/day), when it is shared.
+        base: Background rate of each known node (zeros when the background is shared).
         own: Coefficients ``a_m`` of own acts.
         received: Coefficients ``b_m`` of received positive acts, then negative ones.
         arrival: Coefficients ``c_m`` of the arrival.
@@ -76,6 +77,7 @@ class ActivityModel:
 
     taus: tuple[float, float]
     mu: float
+    base: np.ndarray
     own: tuple[float, float]
     received: tuple[float, float, float, float]
     arrival: tuple[float, float]
@@ -193,6 +195,38 @@ def _max_likelihood(x: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, float]
     return res.x, -float(res.fun) / max(x.shape[0], 1)
 
 
+def _exposure(arrival: np.ndarray, start: float, end: float) -> np.ndarray:
+    """Days each node was present within ``[start, end]``."""
+    return np.clip(end - np.maximum(arrival, start), 0.0, None)
+
+
+def _per_node(x: np.ndarray, src: np.ndarray, exposure: np.ndarray, comp: np.ndarray,
+              theta: np.ndarray, iterations: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Per-node background rates and shared coefficients by minorise-maximise iterations.
+
+    Intensity of act ``e``: ``base[src_e] + x_e[1:] @ theta[1:]``. Each iteration splits
+    every act between its sources in proportion to their share of the intensity and sets
+    each coefficient to its share of acts over its integral (the EM algorithm of a
+    branching process; the likelihood never decreases).
+    """
+    theta = theta.copy()
+    theta[0] = 0.0
+    n = exposure.shape[0]
+    counts = np.bincount(src, minlength=n).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = np.where(exposure > 0, 0.5 * counts / exposure, 0.0)
+    live = comp[1:] > 0
+    for _ in range(iterations):
+        lam = np.maximum(base[src] + x[:, 1:] @ theta[1:], 1e-300)
+        share = base[src] / lam
+        with np.errstate(divide="ignore", invalid="ignore"):
+            base = np.where(exposure > 0, np.bincount(src, weights=share, minlength=n) / exposure,
+                            0.0)
+        resp = (x[:, 1:] * theta[1:]) / lam[:, None]
+        theta[1:] = np.where(live, resp.sum(axis=0) / np.where(live, comp[1:], 1.0), 0.0)
+    return base, theta
+
+
 def _arrival_window(arrival: np.ndarray, t_end: float, horizon: float) -> tuple[float, dict[str, Any]]:
     """Choose ``W`` by predicting the last part of the history from what preceded it."""
     fin = np.sort(arrival[np.isfinite(arrival)])
@@ -234,32 +268,48 @@ def fit_activity(history: Stream, n_known: int, t_end: float, horizon: float) ->
     t0 = float(history.t[0])
     t_val = t_end - min(horizon, 0.3 * (t_end - t0))
     grid: dict[str, float] = {}
-    best: tuple[float, tuple[float, float, float]] | None = None
+    best: tuple[float, tuple[float, float, float, bool]] | None = None
+    val = ~first_act & (history.t >= t_val)
     for ts in _SHORT:
         for tl in _LONG:
+            xv, cv = _kernel_sums(history, arrival, (ts, tl), t_end, t_val)
             for span in _FIT_SPANS:
                 start = t_val - span
                 x, comp = _kernel_sums(history, arrival, (ts, tl), t_val, start)
                 rows = ~first_act & (history.t >= start) & (history.t < t_val)
                 theta, _ = _max_likelihood(x[rows], comp)
-                xv, cv = _kernel_sums(history, arrival, (ts, tl), t_end, t_val)
-                val = ~first_act & (history.t >= t_val)
                 ll = _log_lik(theta, xv[val], cv)
-                grid[f"short {ts:g}, long {tl:g}, fit on last {span:g} days"] = ll
+                grid[f"short {ts:g}, long {tl:g}, last {span:g} days, shared background"] = ll
                 if best is None or ll > best[0]:
-                    best = (ll, (ts, tl, span))
+                    best = (ll, (ts, tl, span, False))
+                base, th = _per_node(x[rows], history.src[rows],
+                                     _exposure(arrival, start, t_val), comp, theta)
+                lam = np.maximum(base[history.src[val]] + xv[val, 1:] @ th[1:], 1e-300)
+                integral = base @ _exposure(arrival, t_val, t_end) + cv[1:] @ th[1:]
+                ll = float((np.log(lam).sum() - integral) / max(int(val.sum()), 1))
+                grid[f"short {ts:g}, long {tl:g}, last {span:g} days, per-node background"] = ll
+                if ll > best[0]:
+                    best = (ll, (ts, tl, span, True))
     assert best is not None
-    val_ll, (ts, tl, span) = best
+    val_ll, (ts, tl, span, per_node) = best
     x, comp = _kernel_sums(history, arrival, (ts, tl), t_end, t_end - span)
     rows = ~first_act & (history.t >= t_end - span)
     theta, ll = _max_likelihood(x[rows], comp)
+    base = np.zeros(n_known)
+    if per_node:
+        base, theta = _per_node(x[rows], history.src[rows],
+                                _exposure(arrival, t_end - span, t_end), comp, theta)
+        lam = np.maximum(base[history.src[rows]] + x[rows, 1:] @ theta[1:], 1e-300)
+        integral = base @ _exposure(arrival, t_end - span, t_end) + comp[1:] @ theta[1:]
+        ll = float((np.log(lam).sum() - integral) / max(int(rows.sum()), 1))
     window, info = _arrival_window(arrival, t_end, horizon)
     fin = arrival[np.isfinite(arrival)]
     lo = max(float(fin.min()), t_end - window)
     rate = float(np.count_nonzero(fin >= lo)) / max(t_end - lo, 1e-9)
-    info.update(validation_log_lik=grid, fit_span_days=span, validation_best=val_ll)
+    info.update(validation_log_lik=grid, fit_span_days=span, validation_best=val_ll,
+                per_node_background=per_node)
     return ActivityModel(
-        taus=(ts, tl), mu=float(theta[0]), own=(float(theta[1]), float(theta[2])),
+        taus=(ts, tl), mu=float(theta[0]), base=base, own=(float(theta[1]), float(theta[2])),
         received=(float(theta[3]), float(theta[4]), float(theta[5]), float(theta[6])),
         arrival=(float(theta[7]), float(theta[8])), rate=float(theta[9]), slow=float(theta[10]),
         act_at_arrival=float(as_actor[np.isfinite(arrival)].mean()), arrival_rate=rate,
@@ -337,4 +387,5 @@ class ActivityTracker:
         with np.errstate(invalid="ignore"):
             long_run = self.count / (self.ref - self.arrival + RATE_OFFSET)
         lam += self.m.rate * np.where(present, long_run, 0.0)
+        lam[: self.m.base.shape[0]] += self.m.base
         return np.where(present, lam + self.m.mu, 0.0)

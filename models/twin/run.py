@@ -58,12 +58,13 @@ class TwinResult:
 def scoreboard_text(table: pd.DataFrame) -> str:
     """The ten headline rows as a compact text table: real, then each method's mean (d)."""
     board = table[table["scoreboard"]]
-    methods = list(dict.fromkeys(board["method"]))
+    methods = [str(m) for m in dict.fromkeys(board["method"])]
     rows = []
     for key, group in board.groupby("statistic", sort=False):
         g = group.set_index("method")
-        rows.append({"statistic": key, "real": f"{g['real'].iloc[0]:.4g}",
-                     **{m: f"{g.at[m, 'mean']:.4g} (d {g.at[m, 'distance']:.3g})" for m in methods}})
+        cells = {m: f"{float(g.at[m, 'mean']):.4g} (d {float(g.at[m, 'distance']):.3g})"
+                 for m in methods}
+        rows.append({"statistic": str(key), "real": f"{float(g['real'].iloc[0]):.4g}", **cells})
     return pd.DataFrame(rows).to_string(index=False)
 
 
