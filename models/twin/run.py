@@ -62,8 +62,8 @@ def scoreboard_text(table: pd.DataFrame) -> str:
     rows = []
     for key, group in board.groupby("statistic", sort=False):
         g = group.set_index("method")
-        cells = {m: f"{float(g.at[m, 'mean']):.4g} (d {float(g.at[m, 'distance']):.3g})"
-                 for m in methods}
+        mean, dist = g["mean"].astype(float), g["distance"].astype(float)
+        cells = {m: f"{mean[m]:.4g} (d {dist[m]:.3g})" for m in methods}
         rows.append({"statistic": str(key), "real": f"{float(g['real'].iloc[0]):.4g}", **cells})
     return pd.DataFrame(rows).to_string(index=False)
 
