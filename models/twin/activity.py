@@ -39,7 +39,7 @@ from scipy.optimize import minimize
 
 from models.twin.observed import Stream
 
-__all__ = ["ActivityModel", "ActivityTracker", "fit_activity"]
+__all__ = ["ActivityModel", "ActivityTracker", "answer_share", "fit_activity"]
 
 _SHORT = (0.1, 0.5)
 _LONG = (20.0, 90.0)
@@ -317,6 +317,18 @@ def fit_activity(history: Stream, n_known: int, t_end: float, horizon: float) ->
     )
 
 
+def answer_share(model: ActivityModel, history: Stream, n_known: int, t_end: float) -> np.ndarray:
+    """Per act of the history: the share of the actor's intensity due to ratings received."""
+    arrival, _ = _first_appearance(history, n_known)
+    x, _ = _kernel_sums(history, arrival, model.taus, t_end)
+    theta = np.array([model.mu, *model.own, *model.received, *model.arrival, model.rate,
+                      model.slow])
+    lam = model.base[history.src] + x @ theta
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = (x[:, 3:7] @ theta[3:7]) / lam
+    return np.nan_to_num(share)
+
+
 class ActivityTracker:
     """Kernel sums of every node during generation, and the rates they imply.
 
@@ -379,6 +391,16 @@ class ActivityTracker:
         self._kick(self.arr, node, t)
         self.arrival[node] = t
 
+    def answer_share(self, node: int) -> float:
+        """Share of ``node``'s intensity now that is due to ratings it received."""
+        recv = float(self.coef_pos @ self.pos[:, node] + self.coef_neg @ self.neg[:, node])
+        total = recv + float(self.coef_own @ self.own[:, node] + self.coef_arr @ self.arr[:, node])
+        with np.errstate(invalid="ignore"):
+            long_run = self.count[node] / (self.ref - self.arrival[node] + RATE_OFFSET)
+        base = self.m.base[node] if node < self.m.base.shape[0] else 0.0
+        total += self.m.mu + base + self.m.rate * (long_run if np.isfinite(long_run) else 0.0)
+        return recv / total if total > 0 else 0.0
+
     def rates(self, present: np.ndarray, step: float) -> np.ndarray:
         """Average intensity of each node over the next ``step`` days."""
         avg = self.taus * (1.0 - np.exp(-step / self.taus)) / step
@@ -387,5 +409,6 @@ class ActivityTracker:
         with np.errstate(invalid="ignore"):
             long_run = self.count / (self.ref - self.arrival + RATE_OFFSET)
         lam += self.m.rate * np.where(present, long_run, 0.0)
-        lam[: self.m.base.shape[0]] += self.m.base
+        k = min(lam.shape[0], self.m.base.shape[0])
+        lam[:k] += self.m.base[:k]
         return np.where(present, lam + self.m.mu, 0.0)

@@ -108,7 +108,7 @@ class ChoiceModel(torch.nn.Module):
         self.theta = torch.nn.Parameter(torch.zeros(len(SMALL), 2, dtype=torch.float64))
         self.same = torch.nn.Parameter(torch.zeros(N_KINDS, dtype=torch.float64))
         self.rated = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
-        self.gate = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+        self.gate = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
 
     def summary(self) -> dict[str, Any]:
         """Fitted weights as plain lists."""
@@ -134,6 +134,11 @@ class ChoiceRecorder:
 
     def __init__(self) -> None:
         self.r = _Records([], [], [], [], [], [], [], [], [], [])
+        self.answer: list[float] = []
+
+    def set_answer_share(self, share: np.ndarray) -> None:
+        """Per recorded act, the share of the actor's intensity due to ratings it received."""
+        self.answer = [float(v) for v in share]
 
     def record(self, g: GraphState, kind: np.ndarray, t: float, u: int, v: int) -> None:
         """Score the observed act ``u -> v`` against the state before it."""
@@ -142,6 +147,7 @@ class ChoiceRecorder:
         self.r.kind.append(ku)
         pools = small_pools(g, u, t)
         self.r.gate.append(recip_gate(pools))
+        self.answer.append(0.0)
         mask = np.ones(len(POOLS), dtype=bool)
         for k, (members, feats) in enumerate(pools):
             mask[k] = len(members) > 0
@@ -171,7 +177,8 @@ class ChoiceRecorder:
                 return torch.as_tensor(np.concatenate(xs))
             return torch.zeros((0, width) if width else 0, dtype=torch.float64)
 
-        return (torch.as_tensor(r.kind), torch.as_tensor(r.gate, dtype=torch.float64),
+        gate = torch.as_tensor(np.column_stack([r.gate, self.answer]), dtype=torch.float64)
+        return (torch.as_tensor(r.kind), gate,
                 torch.as_tensor(np.stack(r.mask)), torch.as_tensor(np.stack(r.glob)),
                 torch.as_tensor(np.stack(r.true_glob)),
                 cat(r.m_event).long() * len(SMALL) + cat(r.m_pool).long(), cat(r.m_pool).long(),
@@ -222,7 +229,7 @@ def _log_lik(model: ChoiceModel, kind: torch.Tensor, gate: torch.Tensor, mask: t
     w_true = tg[:, :2] * torch.exp(model.rated[None, :] * tg[:, 2:3] + gs[:, None] * tg[:, 3:4])
     p_glob = w_true / zg.clamp_min(1e-300)
     p = torch.cat([p_small, p_glob], dim=1)
-    mix = model.mix[kind] + torch.nn.functional.pad((model.gate * gate)[:, None], (0, len(POOLS) - 1))
+    mix = model.mix[kind] + torch.nn.functional.pad((gate @ model.gate)[:, None], (0, len(POOLS) - 1))
     logits = torch.where(mask, mix, torch.full_like(p, -1e30))
     pi = torch.softmax(logits, dim=1)
     return torch.log((pi * p).sum(1).clamp_min(1e-300))
@@ -236,19 +243,22 @@ class ChoiceParams:
     theta: np.ndarray
     same: np.ndarray
     rated: np.ndarray
-    gate: float
+    gate: np.ndarray
 
     @classmethod
     def from_model(cls, model: ChoiceModel, temperature: float = 1.0) -> ChoiceParams:
         """Arrays of a fitted model; ``temperature`` divides the within-pool scores."""
         d = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         return cls(mix=d["mix"], theta=d["theta"] / temperature, same=d["same"] / temperature,
-                   rated=d["rated"] / temperature, gate=float(d["gate"][0]))
+                   rated=d["rated"] / temperature, gate=d["gate"])
 
 
 def choose_target(g: GraphState, p: ChoiceParams, kind: int, u: int, t: float,
-                  uni: np.ndarray) -> int:
-    """Sample the target of actor ``u`` at ``t`` with three uniforms ``uni``; -1 if none."""
+                  uni: np.ndarray, answer: float = 0.0) -> int:
+    """Sample the target of actor ``u`` at ``t`` with two uniforms ``uni``; -1 if none.
+
+    ``answer`` is the share of the actor's current intensity due to ratings it received.
+    """
     pools = small_pools(g, u, t)
     mask = np.array([len(m) > 0 for m, _ in pools] + [True, True])
     present = g.present.copy()
@@ -268,7 +278,7 @@ def choose_target(g: GraphState, p: ChoiceParams, kind: int, u: int, t: float,
     base_pop = g.pop_w * present
     mask[POPULAR] = base_pop.sum() > 0
     mix = p.mix[kind].copy()
-    mix[RECIP] += p.gate * recip_gate(pools)
+    mix[RECIP] += p.gate[0] * recip_gate(pools) + p.gate[1] * answer
     logits = np.where(mask, mix, -np.inf)
     pi = np.exp(logits - logits.max())
     pi /= pi.sum()

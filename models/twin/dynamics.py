@@ -181,7 +181,8 @@ class TwinDynamics(_GraphDynamics):
     def decide(self, model: SocialModel, a: int, t: float, u: np.ndarray) -> tuple[int, int, float]:
         """Target from the mixture, sign from the logistic model, weight given the sign."""
         g = self.graph
-        v = choose_target(g, self.fit.choice, int(self.kind[a]), a, t, u[[U_CHOICE, U_PICK]])
+        v = choose_target(g, self.fit.choice, int(self.kind[a]), a, t, u[[U_CHOICE, U_PICK]],
+                          self.tracker.answer_share(a))
         if v < 0:
             return -1, 0, math.nan
         x = np.array([pair_features(g, self.kind, self.opinion, t, a, v)])

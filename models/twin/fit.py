@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from models.twin.activity import ActivityModel, fit_activity
+from models.twin.activity import ActivityModel, answer_share, fit_activity
 from models.twin.choice import POOLS, ChoiceParams, ChoiceRecorder
 from models.twin.graph import GraphState
 from models.twin.observed import TwinSplit
@@ -65,7 +65,7 @@ class TwinFit:
                        "within_pool": self.choice.theta.tolist(),
                        "same_group_by_kind": self.choice.same.tolist(),
                        "already_rated": self.choice.rated.tolist(),
-                       "recip_recency_gate": self.choice.gate,
+                       "recip_gate_recency_and_answer_share": self.choice.gate.tolist(),
                        "log_lik_per_act": self.choice_log_lik},
             "sign": self.sign.coefficients(),
             "null": {"p_reciprocate": self.null.p_reciprocate},
@@ -108,6 +108,7 @@ def fit_twin(split: TwinSplit, *, iterations: int = 60, temperature: bool = True
         answered += int(v in g.in_last[u] and v not in g.out_last[u])
         g.observe(t, u, v, s, w)
     activity = fit_activity(h, n, split.t_split, split.horizon)
+    rec.set_answer_share(answer_share(activity, h, n, split.t_split))
     model, ll = rec.fit(iterations=iterations)
     sign = SignModel.fit(feats, h.sign)
     weights = WeightSampler(h.weight[h.sign > 0], h.weight[h.sign < 0])
