@@ -13,9 +13,9 @@ import models
 import sim
 
 MODULES = sorted(
-    f"{pkg.__name__}.{info.name}"
+    info.name
     for pkg in (sim, models)
-    for info in pkgutil.iter_modules(pkg.__path__)
+    for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}.")
 )
 
 
