@@ -188,3 +188,35 @@ def test_split_refuses_bad_fractions() -> None:
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(SignsimError, match="split"):
             split_observed(obs, bad)
+
+
+def test_interventions_act_on_twin_acts_and_blocked_acts_never_reach_the_twin() -> None:
+    from models.twin.run import learned_generator, twin_config
+    from sim.engine import SocialModel
+    from sim.recording import Recorder
+    from sim.scenario import parse_scenario
+
+    obs = _simulated()
+    fit = fit_twin(split_observed(obs, 0.7), iterations=20, temperature=False)
+    arms = parse_scenario(
+        'name = "x"\nhorizon = 10.0\nseeds = 1\nbaseline = "a"\n[[arms]]\nname = "a"\ninterventions = [\n'
+        '  { type = "friction", start = 2.0, share = 1.0 },\n'
+        '  { type = "ban", start = 4.0, kind = "troll" },\n]\n').arms
+    dyn, pop, cap = learned_generator(fit, "twin")
+    rec = Recorder(None, keep_events=True)
+    model = SocialModel(twin_config(12.0, cap), 0, dynamics=dyn, recorder=rec, population=pop,
+                        interventions=arms[0].interventions)
+    negatives_before = int((fit.split.history.sign < 0).sum())
+    model.run()
+    e = rec.events()
+    late = e["t"] >= 2.0
+    # Friction withdraws every negative act from day 2 on; none reaches the twin's graph.
+    assert np.all(e["blocked"][late & (e["sign"] < 0)] > 0)
+    assert np.count_nonzero(late & (e["sign"] < 0)) > 0
+    delivered_neg = int(np.count_nonzero((e["blocked"] == 0) & (e["sign"] < 0)))
+    assert dyn.graph.n_neg == negatives_before + delivered_neg
+    assert dyn.graph.n_events == len(fit.split.history) + int(np.count_nonzero(e["blocked"] == 0))
+    # Banned trolls act no more after day 4.
+    troll = KIND_CODES.index("troll")
+    assert not np.any(pop.kind[e["src"][e["t"] > 4.0]] == troll)
+    assert np.any(pop.kind[e["src"][e["t"] < 4.0]] == troll)
