@@ -11,12 +11,13 @@ Prints one JSON document:
   twinned at 0.7: negative share overall, within and between groups, and of trolls, real
   held-out vs generated (mean over seeds), each with its relative error.
 
-Usage: ``python benchmarks/bench_twin.py [--seeds 5] [--budget 60] [--skip-emulation]``
+Usage: ``python benchmarks/bench_twin.py [--seeds 5] [--budget 60] [--skip-emulation] [--skip-otc]``
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 import time
@@ -86,9 +87,12 @@ def _neg_shares(src: np.ndarray, dst: np.ndarray, sign: np.ndarray, group: np.nd
 def emulation(db: str, out: Path, seeds: int) -> dict[str, Any]:
     scenario = load_scenario(ROOT / "scenarios" / "moderation.toml")
     arm = next(a for a in scenario.arms if a.name == "baseline")
+    cfg = copy.deepcopy(arm.config)
+    cfg.recording.snapshot_cadence = 1.0  # the twin reads opinions and negativity from these
+    cfg.recording.snapshot_sample = 0
     store = open_store(db)
     try:
-        res = run_into_store(store, arm.config, seed=0, scenario="emulation", arm="baseline")
+        res = run_into_store(store, cfg, seed=0, scenario="emulation", arm="baseline")
         agents = store.frame("SELECT agent_id, kind, \"group\" FROM agents WHERE run_id = :r "
                              "ORDER BY agent_id", {"r": res.run_id})
     finally:
@@ -130,12 +134,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=60)
     ap.add_argument("--skip-emulation", action="store_true")
+    ap.add_argument("--skip-otc", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="keep reports here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = args.out or Path(tmp)
-        result = {"otc": otc(str(Path(tmp) / "otc.db"), base / "twin-otc", args.seeds,
-                             args.budget)}
+        result: dict[str, Any] = {}
+        if not args.skip_otc:
+            result["otc"] = otc(str(Path(tmp) / "otc.db"), base / "twin-otc", args.seeds,
+                                args.budget)
         if not args.skip_emulation:
             result["emulation"] = emulation(str(Path(tmp) / "emu.db"), base / "twin-emulation",
                                             args.seeds)

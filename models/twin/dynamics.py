@@ -46,12 +46,13 @@ def newcomer_slots(fit: TwinFit) -> int:
 
 
 def twin_population(fit: TwinFit, capacity: int, rates: np.ndarray) -> Population:
-    """The known nodes' attributes; newcomer slots copy the most recent arrivals' ones."""
+    """The known nodes' attributes at the split; newcomer slots copy the newest nodes' ones."""
     obs, n = fit.split.observed, fit.split.n_known
     recent = np.argsort(-np.arange(n))  # newest known nodes first (ids follow first appearance)
     src = np.concatenate([np.arange(n), recent[np.arange(capacity - n) % n]])
+    opinion = obs.attributes_at(fit.split.t_split)[0]
     return Population(
-        opinion=obs.opinion[src].astype(np.float64), group=obs.group[src].astype(np.int32),
+        opinion=opinion[src].astype(np.float64), group=obs.group[src].astype(np.int32),
         kind=obs.kind[src].astype(np.int8), rate=rates.astype(np.float64),
         negativity=np.full(capacity, 0.0), neg_time=np.full(capacity, 0.0),
         active=np.ones(capacity, dtype=np.bool_), last_actor=np.full(capacity, -1, dtype=np.int64),
@@ -68,6 +69,7 @@ class _GraphDynamics:
         self.capacity = capacity
         self.kind = np.zeros(capacity, dtype=np.int64)
         self.opinion = np.zeros(capacity)
+        self.negativity = np.zeros(capacity)
         self.graph = GraphState(capacity, np.zeros(capacity, dtype=np.int64))
         self.ready = False
 
@@ -75,6 +77,8 @@ class _GraphDynamics:
         pop = model.population
         self.kind = pop.kind.astype(np.int64)
         self.opinion = pop.opinion.copy()
+        n = self.fit.split.n_known
+        self.negativity[:n] = self.fit.split.observed.attributes_at(self.fit.split.t_split)[1][:n]
         self.graph = GraphState(self.capacity, pop.group)
         replay(self.fit.split, self.graph)
         self.t0 = self.fit.split.t_split
@@ -185,7 +189,7 @@ class TwinDynamics(_GraphDynamics):
                           self.tracker.answer_share(a))
         if v < 0:
             return -1, 0, math.nan
-        x = np.array([pair_features(g, self.kind, self.opinion, t, a, v)])
+        x = np.array([pair_features(g, self.kind, self.opinion, self.negativity, t, a, v)])
         sign = 1 if u[U_SIGN] < self.fit.sign.p_positive(x)[0] else -1
         return v, sign, self.fit.weights.sample(g, a, sign, u[U_WEIGHT], u[U_TRIES])
 

@@ -92,19 +92,26 @@ def fit_twin(split: TwinSplit, *, iterations: int = 60, temperature: bool = True
     started = time.perf_counter()
     obs, h = split.observed, split.history
     n = split.n_known
-    kind, opinion = obs.kind[:n], obs.opinion[:n]
+    kind = obs.kind[:n]
+    opinion, negativity = obs.opinion.copy(), np.zeros(obs.n_nodes)
+    snap_t, snap_node, snap_op, snap_neg = obs.snapshots
+    next_snap = 0
     g = GraphState(n, obs.group[:n])
     rec = ChoiceRecorder()
-    feats = np.empty((len(h), len(pair_features(g, kind, opinion, 0.0, 0, 0))))
+    feats = np.empty((len(h), len(pair_features(g, kind, opinion, negativity, 0.0, 0, 0))))
     answered = 0
     rows = zip(h.t.tolist(), h.src.tolist(), h.dst.tolist(), h.sign.tolist(), h.weight.tolist(),
                strict=True)
     for e, (t, u, v, s, w) in enumerate(tqdm(rows, total=len(h), disable=not progress,
                                              desc="replaying the history", leave=False)):
+        while next_snap < snap_t.shape[0] and snap_t[next_snap] <= t:
+            opinion[snap_node[next_snap]] = snap_op[next_snap]
+            negativity[snap_node[next_snap]] = snap_neg[next_snap]
+            next_snap += 1
         g.arrive(u, t)
         g.arrive(v, t)
         rec.record(g, kind, t, u, v)
-        feats[e] = pair_features(g, kind, opinion, t, u, v)
+        feats[e] = pair_features(g, kind, opinion, negativity, t, u, v)
         answered += int(v in g.in_last[u] and v not in g.out_last[u])
         g.observe(t, u, v, s, w)
     activity = fit_activity(h, n, split.t_split, split.horizon)

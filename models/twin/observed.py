@@ -72,6 +72,8 @@ class Observed:
         group: Group per node.
         opinion: Initial opinion per node.
         span: Run length in days (the run's horizon, or the last event's time).
+        snapshots: Stored opinion snapshots as ``(t, node, opinion, negativity)`` arrays
+            sorted by time (empty for imported networks and runs without snapshots).
     """
 
     run_id: int
@@ -82,6 +84,18 @@ class Observed:
     group: np.ndarray
     opinion: np.ndarray
     span: float
+    snapshots: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (
+        np.empty(0), np.empty(0, dtype=np.int64), np.empty(0), np.empty(0))
+
+    def attributes_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Opinion and negativity of every node as last recorded at or before ``t``."""
+        opinion = self.opinion.copy()
+        negativity = np.zeros(self.n_nodes)
+        ts, node, op, neg = self.snapshots
+        k = int(np.searchsorted(ts, t, side="right"))
+        opinion[node[:k]] = op[:k]  # later rows overwrite earlier ones
+        negativity[node[:k]] = neg[:k]
+        return opinion, negativity
 
     @property
     def n_nodes(self) -> int:
@@ -165,9 +179,18 @@ def load_observed(store: Store, run_id: int) -> Observed:
         opinion[has] = agents["initial_opinion"].to_numpy(dtype=np.float64)[rows[has]]
     horizon = run.get("horizon")
     span = float(horizon) if horizon else float(stream.t[-1])
+    snaps = store.frame("SELECT t, agent_id, opinion, negativity FROM opinions WHERE run_id = :r "
+                        "ORDER BY t, agent_id", {"r": run_id})
+    ids = snaps["agent_id"].to_numpy(dtype=np.int64)
+    order = np.argsort(originals)
+    pos = np.minimum(np.searchsorted(originals[order], ids), n - 1)
+    known = originals[order][pos] == ids
+    snapshots = (snaps["t"].to_numpy(dtype=np.float64)[known], order[pos][known].astype(np.int64),
+                 snaps["opinion"].to_numpy(dtype=np.float64)[known],
+                 snaps["negativity"].to_numpy(dtype=np.float64)[known])
     return Observed(run_id=run_id, name=str(run["scenario"]), stream=stream,
                     node_ids=originals, kind=kind, group=group, opinion=opinion,
-                    span=max(span, float(stream.t[-1])))
+                    span=max(span, float(stream.t[-1])), snapshots=snapshots)
 
 
 def split_observed(observed: Observed, split: float = 0.7) -> TwinSplit:

@@ -25,18 +25,22 @@ from sim.kernel import KIND_CODES
 __all__ = ["ATTRIBUTE_FEATURES", "SignModel", "WeightSampler", "pair_features"]
 
 ATTRIBUTE_FEATURES = (*(f"actor_{k}" for k in KIND_CODES), "same_group",
-                      "troll_out_group", "opinion_distance")
+                      "troll_out_group", "opinion_distance", "actor_negativity")
 
 
-def pair_features(g: GraphState, kind: np.ndarray, opinion: np.ndarray, t: float, u: int,
-                  v: int) -> list[float]:
-    """Sign features of ``u -> v`` at ``t``: graph features then attribute features."""
+def pair_features(g: GraphState, kind: np.ndarray, opinion: np.ndarray, negativity: np.ndarray,
+                  t: float, u: int, v: int) -> list[float]:
+    """Sign features of ``u -> v`` at ``t``: graph features then attribute features.
+
+    ``opinion`` and ``negativity`` are the nodes' values as last recorded (a simulated
+    run's snapshots; zeros for an imported network).
+    """
     onehot = [0.0] * len(KIND_CODES)
     onehot[int(kind[u])] = 1.0
     same = float(g.group[u] == g.group[v])
     troll = float(KIND_CODES[int(kind[u])] == "troll")
     return [*g.sign_features(t, u, v), *onehot, same, troll * (1.0 - same),
-            abs(float(opinion[u]) - float(opinion[v]))]
+            abs(float(opinion[u]) - float(opinion[v])), float(negativity[u])]
 
 
 @dataclass
