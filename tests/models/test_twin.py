@@ -220,3 +220,17 @@ def test_interventions_act_on_twin_acts_and_blocked_acts_never_reach_the_twin() 
     troll = KIND_CODES.index("troll")
     assert not np.any(pop.kind[e["src"][e["t"] > 4.0]] == troll)
     assert np.any(pop.kind[e["src"][e["t"] < 4.0]] == troll)
+
+
+def test_attributes_at_takes_the_last_snapshot_at_or_before_t() -> None:
+    s = _stream([(0.0, 0, 1, 1), (1.0, 1, 2, 1)])
+    snaps = (np.array([0.5, 0.5, 2.0]), np.array([0, 2, 0]), np.array([0.1, 0.2, 0.3]),
+             np.array([0.0, 0.4, 0.9]))
+    obs = Observed(0, "x", s, np.arange(3), np.zeros(3, np.int8), np.zeros(3, np.int32),
+                   np.array([1.0, 2.0, 3.0]), 2.0, snaps)
+    op, neg = obs.attributes_at(0.4)
+    assert op.tolist() == [1.0, 2.0, 3.0] and neg.tolist() == [0.0, 0.0, 0.0]
+    op, neg = obs.attributes_at(1.0)
+    assert op.tolist() == [0.1, 2.0, 0.2] and neg.tolist() == [0.0, 0.0, 0.4]
+    op, neg = obs.attributes_at(2.0)
+    assert op.tolist() == [0.3, 2.0, 0.2] and neg.tolist() == [0.9, 0.0, 0.4]
