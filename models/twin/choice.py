@@ -16,7 +16,7 @@ uniform  every present node                            already rated (one weight
 The target's probability is :math:`p(v) = \sum_k \pi_k(\mathrm{kind}_u)\, p_k(v)`: the
 mixture weights depend on the actor's kind (softmax over the pools that are not empty)
 and each pool is a softmax over its members of a linear score of their features plus a
-same-group term whose weight depends on the actor's kind (so a twin of a simulated run
+same-group term whose weight depends on the actor's kind and the pool (so a twin of a simulated run
 can learn that trolls seek the other group). The two global pools are normalised in
 closed form from per-group sums. All weights are fitted by maximum likelihood of the
 observed targets over the history (each event scored from the graph as it stood before
@@ -42,6 +42,8 @@ SMALL = (RECIP, REPEAT, TRIAD, NEW)
 NEW_DAYS = 30.0
 #: Most members kept in the repeat pool (most recent first ratings) and the new pool.
 CAP = 40
+#: Ridge penalty on the choice weights (per act).
+RIDGE = 1e-4
 N_KINDS = 4
 
 
@@ -106,7 +108,7 @@ class ChoiceModel(torch.nn.Module):
         super().__init__()
         self.mix = torch.nn.Parameter(torch.zeros(N_KINDS, len(POOLS), dtype=torch.float64))
         self.theta = torch.nn.Parameter(torch.zeros(len(SMALL), 2, dtype=torch.float64))
-        self.same = torch.nn.Parameter(torch.zeros(N_KINDS, dtype=torch.float64))
+        self.same = torch.nn.Parameter(torch.zeros(N_KINDS, len(POOLS), dtype=torch.float64))
         self.rated = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
         self.gate = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
 
@@ -197,7 +199,10 @@ class ChoiceRecorder:
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
-            loss = -_log_lik(model, *data).mean()
+            # A weak ridge keeps weights that the data leave free (a pool never used by
+            # some kind, a softmax's common shift) finite.
+            ridge = sum((w * w).sum() for w in model.parameters())
+            loss = -_log_lik(model, *data).mean() + RIDGE * ridge
             loss.backward()
             return loss
 
@@ -212,8 +217,8 @@ def _log_lik(model: ChoiceModel, kind: torch.Tensor, gate: torch.Tensor, mask: t
              feat: torch.Tensor, same: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Log-probability of each observed target under the mixture."""
     n = kind.shape[0]
-    gs = model.same[kind]  # (n,)
-    score = (feat * model.theta[pool]).sum(1) + gs[seg // len(SMALL)] * same
+    gs = model.same[kind]  # (n, pools): same-group weight by actor kind and pool
+    score = (feat * model.theta[pool]).sum(1) + gs[seg // len(SMALL), pool] * same
     nseg = n * len(SMALL)
     top = torch.full((nseg,), -1e300, dtype=score.dtype).scatter_reduce(
         0, seg, score, reduce="amax", include_self=True)
@@ -222,11 +227,12 @@ def _log_lik(model: ChoiceModel, kind: torch.Tensor, gate: torch.Tensor, mask: t
     num = torch.zeros(nseg, dtype=score.dtype).index_add(
         0, seg, torch.where(true, torch.exp(score - top[seg]), torch.zeros_like(score)))
     p_small = (num / z.clamp_min(1e-300)).view(n, len(SMALL))
-    eg = torch.exp(gs)
+    gg = gs[:, len(SMALL):]  # (n, 2) for the popular and uniform pools
+    eg = torch.exp(gg)
     er = torch.exp(model.rated)
-    zg = (glob[:, :, 0] * eg[:, None] + glob[:, :, 1]
-          + (glob[:, :, 2] * eg[:, None] + glob[:, :, 3]) * (er[None, :] - 1.0))
-    w_true = tg[:, :2] * torch.exp(model.rated[None, :] * tg[:, 2:3] + gs[:, None] * tg[:, 3:4])
+    zg = (glob[:, :, 0] * eg + glob[:, :, 1]
+          + (glob[:, :, 2] * eg + glob[:, :, 3]) * (er[None, :] - 1.0))
+    w_true = tg[:, :2] * torch.exp(model.rated[None, :] * tg[:, 2:3] + gg * tg[:, 3:4])
     p_glob = w_true / zg.clamp_min(1e-300)
     p = torch.cat([p_small, p_glob], dim=1)
     mix = model.mix[kind] + torch.nn.functional.pad((gate @ model.gate)[:, None], (0, len(POOLS) - 1))
@@ -265,12 +271,11 @@ def choose_target(g: GraphState, p: ChoiceParams, kind: int, u: int, t: float,
     present[u] = False
     if not present.any():
         return -1
-    gs = float(p.same[kind])
     weights_small = []
     for k, (members, feats) in enumerate(pools):
         if members:
             idx = np.asarray(members, dtype=np.int64)
-            s = feats @ p.theta[k] + gs * (g.group[idx] == g.group[u])
+            s = feats @ p.theta[k] + p.same[kind, k] * (g.group[idx] == g.group[u])
             w = np.exp(s - s.max())
             weights_small.append((idx, w / w.sum()))
         else:
@@ -289,10 +294,10 @@ def choose_target(g: GraphState, p: ChoiceParams, kind: int, u: int, t: float,
         idx, w = weights_small[k]
     else:
         base = base_pop if k == POPULAR else present.astype(np.float64)
-        adj = np.where(g.group == g.group[u], math.exp(gs), 1.0)
+        adj = np.where(g.group == g.group[u], math.exp(min(float(p.same[kind, k]), 50.0)), 1.0)
         out = np.fromiter(g.out_last[u].keys(), dtype=np.int64, count=len(g.out_last[u]))
         w = base * adj
-        w[out] *= math.exp(float(p.rated[k - POPULAR]))
+        w[out] *= math.exp(min(float(p.rated[k - POPULAR]), 50.0))
         idx = np.flatnonzero(w)
         w = w[idx] / w[idx].sum()
     j = min(int(np.searchsorted(np.cumsum(w), uni[1], side="right")), idx.size - 1)

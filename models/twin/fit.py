@@ -63,7 +63,7 @@ class TwinFit:
                          "arrival_window_days": a.window, "log_lik_per_act": a.log_likelihood},
             "choice": {"pools": list(POOLS), "mixture_logits_by_kind": self.choice.mix.tolist(),
                        "within_pool": self.choice.theta.tolist(),
-                       "same_group_by_kind": self.choice.same.tolist(),
+                       "same_group_by_kind_and_pool": self.choice.same.tolist(),
                        "already_rated": self.choice.rated.tolist(),
                        "recip_gate_recency_and_answer_share": self.choice.gate.tolist(),
                        "log_lik_per_act": self.choice_log_lik},

@@ -16,7 +16,7 @@ from models.twin.activity import (
     _kernel_sums,
     fit_activity,
 )
-from models.twin.choice import ChoiceModel, ChoiceRecorder, small_pools
+from models.twin.choice import POOLS, ChoiceModel, ChoiceRecorder, small_pools
 from models.twin.fit import fit_twin
 from models.twin.graph import POP_TAU, GraphState
 from models.twin.observed import Observed, Stream, split_observed
@@ -178,7 +178,9 @@ def test_twin_learns_that_trolls_attack_the_other_group() -> None:
     obs = _simulated()
     fit = fit_twin(split_observed(obs, 0.7), iterations=40, temperature=False)
     troll, citizen = KIND_CODES.index("troll"), KIND_CODES.index("citizen")
-    assert fit.choice.same[troll] < -1.0 < fit.choice.same[citizen]
+    # Trolls look for the other group when they pick at random; citizens do not.
+    uniform = POOLS.index("uniform")
+    assert fit.choice.same[troll, uniform] < -1.0 < fit.choice.same[citizen, uniform]
     coef = fit.sign.coefficients()
     assert coef["troll_out_group"] < 0  # out-group acts of trolls are negative
 
