@@ -13,7 +13,8 @@ popular  every present node, by decayed in-degree      already rated (one weight
 uniform  every present node                            already rated (one weight)
 ======== ============================================= =================================
 
-The target's probability is :math:`p(v) = \sum_k \pi_k(\mathrm{kind}_u)\, p_k(v)`: the
+Every small-pool member also carries its opinion distance to the actor (as last
+recorded; zero for an imported network). The target's probability is :math:`p(v) = \sum_k \pi_k(\mathrm{kind}_u)\, p_k(v)`: the
 mixture weights depend on the actor's kind (softmax over the pools that are not empty)
 and each pool is a softmax over its members of a linear score of their features plus a
 same-group term whose weight depends on the actor's kind and the pool (so a twin of a simulated run
@@ -42,6 +43,8 @@ SMALL = (RECIP, REPEAT, TRIAD, NEW)
 NEW_DAYS = 30.0
 #: Most members kept in the repeat pool (most recent first ratings) and the new pool.
 CAP = 40
+#: Within-pool features: the pool's two (table above) and the opinion distance to the actor.
+N_FEATS = 3
 #: Ridge penalty on the choice weights (per act).
 RIDGE = 1e-4
 N_KINDS = 4
@@ -69,6 +72,19 @@ def small_pools(g: GraphState, u: int, t: float) -> list[tuple[list[int], np.nda
                 break
     f_new = np.array([[math.log1p(t - g.arrival[z]), float(z in out)] for z in new]).reshape(-1, 2)
     return [(recip, f_recip), (repeat, f_repeat), (triad, f_triad), (new, f_new)]
+
+
+def with_distance(pools: list[tuple[list[int], np.ndarray]], opinion: np.ndarray | None,
+                  u: int) -> list[tuple[list[int], np.ndarray]]:
+    """Append each member's opinion distance to ``u`` (zeros without opinions) as a feature."""
+    out = []
+    for members, feats in pools:
+        if opinion is None or not members:
+            dist = np.zeros((len(members), 1))
+        else:
+            dist = np.abs(opinion[np.asarray(members)] - opinion[u])[:, None]
+        out.append((members, np.hstack([feats, dist])))
+    return out
 
 
 def recip_gate(pools: list[tuple[list[int], np.ndarray]]) -> float:
@@ -107,7 +123,7 @@ class ChoiceModel(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.mix = torch.nn.Parameter(torch.zeros(N_KINDS, len(POOLS), dtype=torch.float64))
-        self.theta = torch.nn.Parameter(torch.zeros(len(SMALL), 2, dtype=torch.float64))
+        self.theta = torch.nn.Parameter(torch.zeros(len(SMALL), N_FEATS, dtype=torch.float64))
         self.same = torch.nn.Parameter(torch.zeros(N_KINDS, len(POOLS), dtype=torch.float64))
         self.rated = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
         self.gate = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
@@ -142,12 +158,13 @@ class ChoiceRecorder:
         """Per recorded act, the share of the actor's intensity due to ratings it received."""
         self.answer = [float(v) for v in share]
 
-    def record(self, g: GraphState, kind: np.ndarray, t: float, u: int, v: int) -> None:
+    def record(self, g: GraphState, kind: np.ndarray, t: float, u: int, v: int,
+               opinion: np.ndarray | None = None) -> None:
         """Score the observed act ``u -> v`` against the state before it."""
         e = len(self.r.kind)
         ku = int(kind[u])
         self.r.kind.append(ku)
-        pools = small_pools(g, u, t)
+        pools = with_distance(small_pools(g, u, t), opinion, u)
         self.r.gate.append(recip_gate(pools))
         self.answer.append(0.0)
         mask = np.ones(len(POOLS), dtype=bool)
@@ -184,7 +201,7 @@ class ChoiceRecorder:
                 torch.as_tensor(np.stack(r.mask)), torch.as_tensor(np.stack(r.glob)),
                 torch.as_tensor(np.stack(r.true_glob)),
                 cat(r.m_event).long() * len(SMALL) + cat(r.m_pool).long(), cat(r.m_pool).long(),
-                cat(r.m_feat, 2), cat(r.m_same), cat(r.m_true).bool())
+                cat(r.m_feat, N_FEATS), cat(r.m_same), cat(r.m_true).bool())
 
     def log_likelihood(self, model: ChoiceModel) -> torch.Tensor:
         """Log-probability of each recorded target under ``model``."""
@@ -260,12 +277,13 @@ class ChoiceParams:
 
 
 def choose_target(g: GraphState, p: ChoiceParams, kind: int, u: int, t: float,
-                  uni: np.ndarray, answer: float = 0.0) -> int:
+                  uni: np.ndarray, answer: float = 0.0, opinion: np.ndarray | None = None) -> int:
     """Sample the target of actor ``u`` at ``t`` with two uniforms ``uni``; -1 if none.
 
-    ``answer`` is the share of the actor's current intensity due to ratings it received.
+    ``answer`` is the share of the actor's current intensity due to ratings it received;
+    ``opinion`` the nodes' opinions as last recorded (None for an imported network).
     """
-    pools = small_pools(g, u, t)
+    pools = with_distance(small_pools(g, u, t), opinion, u)
     mask = np.array([len(m) > 0 for m, _ in pools] + [True, True])
     present = g.present.copy()
     present[u] = False

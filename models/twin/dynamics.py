@@ -186,7 +186,7 @@ class TwinDynamics(_GraphDynamics):
         """Target from the mixture, sign from the logistic model, weight given the sign."""
         g = self.graph
         v = choose_target(g, self.fit.choice, int(self.kind[a]), a, t, u[[U_CHOICE, U_PICK]],
-                          self.tracker.answer_share(a))
+                          self.tracker.answer_share(a), self.opinion)
         if v < 0:
             return -1, 0, math.nan
         x = np.array([pair_features(g, self.kind, self.opinion, self.negativity, t, a, v)])

@@ -110,7 +110,7 @@ def fit_twin(split: TwinSplit, *, iterations: int = 60, temperature: bool = True
             next_snap += 1
         g.arrive(u, t)
         g.arrive(v, t)
-        rec.record(g, kind, t, u, v)
+        rec.record(g, kind, t, u, v, opinion)
         feats[e] = pair_features(g, kind, opinion, negativity, t, u, v)
         answered += int(v in g.in_last[u] and v not in g.out_last[u])
         g.observe(t, u, v, s, w)
