@@ -14,12 +14,13 @@ uniform  every present node                            already rated (one weight
 ======== ============================================= =================================
 
 Every small-pool member also carries its opinion distance to the actor (as last
-recorded; zero for an imported network). The target's probability is :math:`p(v) = \sum_k \pi_k(\mathrm{kind}_u)\, p_k(v)`: the
-mixture weights depend on the actor's kind (softmax over the pools that are not empty)
-and each pool is a softmax over its members of a linear score of their features plus a
-same-group term whose weight depends on the actor's kind and the pool (so a twin of a simulated run
-can learn that trolls seek the other group). The two global pools are normalised in
-closed form from per-group sums. All weights are fitted by maximum likelihood of the
+recorded; zero for an imported network). The target's probability is
+:math:`p(v) = \sum_k \pi_k(\mathrm{kind}_u)\, p_k(v)`: the mixture weights depend on
+the actor's kind (softmax over the pools that are not empty) and each pool is a softmax
+over its members of a linear score of their features plus a same-group term whose
+weight depends on the actor's kind and the pool (so a twin of a simulated run can learn
+that trolls seek the other group). The two global pools are normalised in closed form
+from per-group sums. All weights are fitted by maximum likelihood of the
 observed targets over the history (each event scored from the graph as it stood before
 it), with Adam in PyTorch.
 """
