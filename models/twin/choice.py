@@ -22,7 +22,7 @@ weight depends on the actor's kind and the pool (so a twin of a simulated run ca
 that trolls seek the other group). The two global pools are normalised in closed form
 from per-group sums. All weights are fitted by maximum likelihood of the
 observed targets over the history (each event scored from the graph as it stood before
-it), with Adam in PyTorch.
+it), with L-BFGS in PyTorch and a weak ridge.
 """
 
 from __future__ import annotations
