@@ -11,7 +11,8 @@ Prints one JSON document:
   twinned at 0.7: negative share overall, within and between groups, and of trolls, real
   held-out vs generated (mean over seeds), each with its relative error.
 
-Usage: ``python benchmarks/bench_twin.py [--seeds 5] [--budget 60] [--skip-emulation] [--skip-otc]``
+Usage: ``python benchmarks/bench_twin.py [--seeds 5] [--budget 60] [--network FILE]
+[--skip-emulation] [--skip-otc]``
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def _targets(real: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]
     return out
 
 
-def otc(db: str, out: Path, seeds: int, budget: int) -> dict[str, Any]:
-    summary = import_network(db, ROOT / "data" / "soc-sign-bitcoinotc.csv")
+def otc(db: str, out: Path, seeds: int, budget: int, network: Path) -> dict[str, Any]:
+    summary = import_network(db, network)
     started = time.perf_counter()
     r = twin_run(db, str(summary.run_id), split=0.7, seeds=seeds, out=out, budget=budget,
                  progress=False)
@@ -135,6 +136,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=60)
     ap.add_argument("--skip-emulation", action="store_true")
     ap.add_argument("--skip-otc", action="store_true")
+    ap.add_argument("--network", type=Path, default=ROOT / "data" / "soc-sign-bitcoinotc.csv",
+                    help="a snap-signed edge list to twin instead of Bitcoin OTC")
     ap.add_argument("--out", type=Path, default=None, help="keep reports here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +145,7 @@ def main() -> None:
         result: dict[str, Any] = {}
         if not args.skip_otc:
             result["otc"] = otc(str(Path(tmp) / "otc.db"), base / "twin-otc", args.seeds,
-                                args.budget)
+                                args.budget, args.network)
         if not args.skip_emulation:
             result["emulation"] = emulation(str(Path(tmp) / "emu.db"), base / "twin-emulation",
                                             args.seeds)
