@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
+from models.twin.answers import AnswerModel
 from models.twin.observed import Stream
 
 __all__ = ["ActivityModel", "ActivityTracker", "answer_share", "fit_activity"]
@@ -251,20 +252,25 @@ def _log_lik(theta: np.ndarray, x: np.ndarray, comp: np.ndarray) -> float:
     return float((np.log(np.maximum(x @ theta, 1e-300)).sum() - comp @ theta) / max(len(x), 1))
 
 
-def fit_activity(history: Stream, n_known: int, t_end: float, horizon: float) -> ActivityModel:
+def fit_activity(history: Stream, n_known: int, t_end: float, horizon: float,
+                 explained: np.ndarray | None = None) -> ActivityModel:
     """Fit the activity and arrival processes on ``history`` (nodes ``< n_known``, up to ``t_end``).
 
     The kernel time scales and the length of the recent past the coefficients are fitted
     on (real networks change: the whole history, or its last 1 or 2 years) are chosen by
     the predictive log-likelihood of a validation window (the history's last part, of
     the length to generate but at most 30% of the history), with coefficients fitted on
-    what precedes it; then the chosen setting is refitted up to ``t_end``.
+    what precedes it; then the chosen setting is refitted up to ``t_end``. Acts marked
+    ``explained`` (answers, modelled by :mod:`models.twin.answers`) still excite their
+    actor and target but are left out of the likelihood.
     """
     arrival, as_actor = _first_appearance(history, n_known)
     # The arrival act of a node that appeared as an actor is its first act.
     actors, first_idx = np.unique(history.src, return_index=True)
     first_act = np.zeros(len(history), dtype=bool)
     first_act[first_idx[as_actor[actors]]] = True
+    if explained is not None:  # acts another process accounts for (answers)
+        first_act |= explained
     t0 = float(history.t[0])
     t_val = t_end - min(horizon, 0.3 * (t_end - t0))
     grid: dict[str, float] = {}
@@ -351,6 +357,44 @@ class ActivityTracker:
         self.count = np.zeros(capacity)
         self.arrival = np.full(capacity, np.inf)
         self.ref = 0.0
+        self.ans_taus = np.ones(2)
+        self.ans_coef = np.zeros(2)
+        self.ans = np.zeros((2, capacity))
+        self.answers: AnswerModel | None = None
+
+    def use_answers(self, answers: AnswerModel) -> None:
+        """Add the answer process (pending ratings raise their target's intensity)."""
+        self.answers = answers
+        self.ans_taus = np.array(answers.taus)
+        self.ans_coef = np.array(answers.weights)
+
+    def _answer_kernel(self, s: float, sign: int) -> np.ndarray:
+        scale = self.answers.intensity_scale(sign) if self.answers is not None else 0.0
+        return scale * np.exp(-(self.ref - s) / self.ans_taus) / self.ans_taus
+
+    def pending(self, node: int, s: float, sign: int) -> None:
+        """``node`` received at ``s`` a rating of ``sign`` it has not answered."""
+        self.ans[:, node] += self._answer_kernel(s, sign)
+
+    def answered(self, node: int, s: float, sign: int) -> None:
+        """``node`` answered (or otherwise rated back) the rating it received at ``s``."""
+        self.ans[:, node] = np.maximum(self.ans[:, node] - self._answer_kernel(s, sign), 0.0)
+
+    def answer_term(self, s: float, sign: int, t: float) -> float:
+        """Current answer intensity that a rating of ``sign`` received at ``s`` adds."""
+        scale = self.answers.intensity_scale(sign) if self.answers is not None else 0.0
+        return scale * float(self.ans_coef @ (np.exp(-(t - s) / self.ans_taus) / self.ans_taus))
+
+    def answer_and_total(self, node: int) -> tuple[float, float]:
+        """``node``'s answer intensity and total intensity now."""
+        ans = float(self.ans_coef @ self.ans[:, node])
+        total = ans + float(self.coef_own @ self.own[:, node] + self.coef_pos @ self.pos[:, node]
+                            + self.coef_neg @ self.neg[:, node] + self.coef_arr @ self.arr[:, node])
+        with np.errstate(invalid="ignore"):
+            long_run = self.count[node] / (self.ref - self.arrival[node] + RATE_OFFSET)
+        base = self.m.base[node] if node < self.m.base.shape[0] else 0.0
+        total += self.m.mu + base + self.m.rate * (long_run if np.isfinite(long_run) else 0.0)
+        return ans, total
 
     def advance(self, t: float) -> None:
         """Decay every sum to time ``t`` (the new reference)."""
@@ -358,6 +402,7 @@ class ActivityTracker:
             f = np.exp(-(t - self.ref) / self.taus)[:, None]
             for sums in (self.own, self.pos, self.neg, self.arr):
                 sums *= f
+            self.ans *= np.exp(-(t - self.ref) / self.ans_taus)[:, None]
             self.ref = t
 
     def _kick(self, sums: np.ndarray, node: int, t: float) -> None:
@@ -406,6 +451,8 @@ class ActivityTracker:
         avg = self.taus * (1.0 - np.exp(-step / self.taus)) / step
         lam = (self.coef_own * avg) @ self.own + (self.coef_pos * avg) @ self.pos
         lam += (self.coef_neg * avg) @ self.neg + (self.coef_arr * avg) @ self.arr
+        ans_avg = self.ans_taus * (1.0 - np.exp(-step / self.ans_taus)) / step
+        lam += (self.ans_coef * ans_avg) @ self.ans
         with np.errstate(invalid="ignore"):
             long_run = self.count / (self.ref - self.arrival + RATE_OFFSET)
         lam += self.m.rate * np.where(present, long_run, 0.0)

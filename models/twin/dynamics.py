@@ -26,7 +26,7 @@ from models.twin.graph import GraphState
 from models.twin.signs import pair_features
 from sim.agents import Population
 from sim.dynamics import EventBatch, apply_events
-from sim.kernel import CAUSES, U_CHOICE, U_PICK, U_SIGN, U_TRIES, U_WEIGHT
+from sim.kernel import CAUSES, U_CHOICE, U_PICK, U_SIDE, U_SIGN, U_TRIES, U_WEIGHT
 
 if TYPE_CHECKING:
     from sim.engine import SocialModel
@@ -151,19 +151,29 @@ class TwinDynamics(_GraphDynamics):
         self.tracker = ActivityTracker(fit.activity, capacity)
         self.free = fit.split.n_known
 
+    def _load_tracker(self, graph: GraphState) -> None:
+        """Activity and pending answers implied by the history, at the split."""
+        split = self.fit.split
+        self.tracker = ActivityTracker(self.fit.activity, self.capacity)
+        self.tracker.use_answers(self.fit.answers)
+        self.tracker.replay(split.history, graph.arrival[: split.n_known])
+        for b in range(split.n_known):
+            out = graph.out_last[b]
+            for x, (s, sign, _) in graph.in_last[b].items():
+                if x not in out:
+                    self.tracker.pending(b, s, sign)
+        self.tracker.advance(split.t_split)
+
     def initial_rates(self) -> np.ndarray:
         """Rates at the split implied by the history (before the first step)."""
         g = GraphState(self.capacity, np.zeros(self.capacity, dtype=np.int64))
         replay(self.fit.split, g)
-        self.tracker.replay(self.fit.split.history, g.arrival[: self.fit.split.n_known])
-        self.tracker.advance(self.fit.split.t_split)
+        self._load_tracker(g)
         return self.tracker.rates(g.present, STEP)
 
     def _start(self, model: SocialModel) -> None:
         super()._start(model)
-        self.tracker = ActivityTracker(self.fit.activity, self.capacity)
-        self.tracker.replay(self.fit.split.history, self.graph.arrival[: self.fit.split.n_known])
-        self.tracker.advance(self.t0)
+        self._load_tracker(self.graph)
         rate = self.fit.activity.arrival_rate
         horizon = model.horizon
         t, slots = 0.0, self.capacity - self.free
@@ -183,18 +193,40 @@ class TwinDynamics(_GraphDynamics):
         self.refresh(model, float(model.env.now))
 
     def decide(self, model: SocialModel, a: int, t: float, u: np.ndarray) -> tuple[int, int, float]:
-        """Target from the mixture, sign from the logistic model, weight given the sign."""
+        """An answer or a target from the mixture; sign from the logistic model; weight."""
         g = self.graph
-        v = choose_target(g, self.fit.choice, int(self.kind[a]), a, t, u[[U_CHOICE, U_PICK]],
-                          self.tracker.answer_share(a), self.opinion)
+        v = self._answer(a, t, u[U_SIDE], u[U_PICK])
+        if v < 0:
+            v = choose_target(g, self.fit.choice, int(self.kind[a]), a, t, u[[U_CHOICE, U_PICK]],
+                              self.tracker.answer_share(a), self.opinion)
         if v < 0:
             return -1, 0, math.nan
         x = np.array([pair_features(g, self.kind, self.opinion, self.negativity, t, a, v)])
         sign = 1 if u[U_SIGN] < self.fit.sign.p_positive(x)[0] else -1
         return v, sign, self.fit.weights.sample(g, a, sign, u[U_WEIGHT], u[U_TRIES])
 
+    def _answer(self, a: int, t: float, u_cause: float, u_pick: float) -> int:
+        """The rater ``a`` answers now, when the act is an answer (else -1)."""
+        ans, total = self.tracker.answer_and_total(a)
+        if total <= 0.0 or u_cause >= ans / total:
+            return -1
+        g = self.graph
+        out = g.out_last[a]
+        raters = [(x, s, sg) for x, (s, sg, _) in g.in_last[a].items() if x not in out]
+        if not raters:
+            return -1
+        w = np.cumsum([self.tracker.answer_term(s, sg, t) for _, s, sg in raters])
+        j = min(int(np.searchsorted(w, u_pick * w[-1], side="right")), len(raters) - 1)
+        return raters[j][0]
+
     def delivered(self, t: float, a: int, v: int, sign: int, weight: float) -> None:
-        """Update the graph and the activity sums."""
+        """Update the graph, the activity sums and the pending answers."""
+        g = self.graph
+        back = g.in_last[a].get(v)
+        if back is not None and v not in g.out_last[a]:
+            self.tracker.answered(a, back[0], back[1])  # a rated v back: v's rating is answered
+        elif back is None and v not in g.out_last[a]:
+            self.tracker.pending(v, t, sign)  # v may answer this first rating
         super().delivered(t, a, v, sign, weight)
         self.tracker.act(a, v, sign, t)
 

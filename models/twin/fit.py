@@ -1,14 +1,16 @@
 """Fit a learned twin (and the statistical null) on the history of a split run.
 
 One pass over the history replays every event into a :class:`GraphState`; before each
-event is applied, the choice recorder scores its target and the sign features of the pair
-are taken, so nothing is learned from an event's own outcome or from later events. The
+event is applied, it is classed as an answer (:mod:`models.twin.answers`) or an
+initiation, the choice recorder scores the target of each initiation and the sign
+features of the pair are taken, so nothing is learned from an event's own outcome or from later events. The
 activity and arrival processes are fitted on the same history. Nothing after the split
 reaches the fit but the length of the span to generate.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.twin.activity import ActivityModel, answer_share, fit_activity
+from models.twin.answers import AnswerModel, fit_answers
 from models.twin.choice import POOLS, ChoiceParams, ChoiceRecorder
 from models.twin.graph import GraphState
 from models.twin.observed import TwinSplit
@@ -44,6 +47,7 @@ class TwinFit:
 
     split: TwinSplit
     activity: ActivityModel
+    answers: AnswerModel
     choice: ChoiceParams
     choice_log_lik: float
     sign: SignModel
@@ -61,6 +65,11 @@ class TwinFit:
                          "long_run_rate": a.rate, "own_slow": a.slow,
                          "act_at_arrival": a.act_at_arrival, "arrival_rate_per_day": a.arrival_rate,
                          "arrival_window_days": a.window, "log_lik_per_act": a.log_likelihood},
+            "answers": {"probability_positive": self.answers.prob,
+                        "probability_negative": self.answers.prob_negative,
+                        "delay_weights": list(self.answers.weights),
+                        "delay_means_days": list(self.answers.taus),
+                        "answers_seen": self.answers.n_answers},
             "choice": {"pools": list(POOLS), "mixture_logits_by_kind": self.choice.mix.tolist(),
                        "within_pool": self.choice.theta.tolist(),
                        "same_group_by_kind_and_pool": self.choice.same.tolist(),
@@ -99,7 +108,11 @@ def fit_twin(split: TwinSplit, *, iterations: int = 60, temperature: bool = True
     g = GraphState(n, obs.group[:n])
     rec = ChoiceRecorder()
     feats = np.empty((len(h), len(pair_features(g, kind, opinion, negativity, 0.0, 0, 0))))
-    answered = 0
+    is_answer = np.zeros(len(h), dtype=bool)
+    pending: dict[tuple[int, int], int] = {}
+    received_at: list[float] = []
+    answered_after: list[float] = []
+    received_sign: list[int] = []
     rows = zip(h.t.tolist(), h.src.tolist(), h.dst.tolist(), h.sign.tolist(), h.weight.tolist(),
                strict=True)
     for e, (t, u, v, s, w) in enumerate(tqdm(rows, total=len(h), disable=not progress,
@@ -110,19 +123,32 @@ def fit_twin(split: TwinSplit, *, iterations: int = 60, temperature: bool = True
             next_snap += 1
         g.arrive(u, t)
         g.arrive(v, t)
-        rec.record(g, kind, t, u, v, opinion)
+        if v in g.in_last[u] and v not in g.out_last[u]:  # u answers v's rating
+            is_answer[e] = True
+            k = pending.pop((v, u), -1)
+            if k >= 0:
+                answered_after[k] = t - received_at[k]
+        else:
+            rec.record(g, kind, t, u, v, opinion)
+            if v not in g.in_last[u] and v not in g.out_last[u]:  # v may answer this one
+                pending[(u, v)] = len(received_at)
+                received_at.append(t)
+                received_sign.append(s)
+                answered_after.append(math.nan)
         feats[e] = pair_features(g, kind, opinion, negativity, t, u, v)
-        answered += int(v in g.in_last[u] and v not in g.out_last[u])
         g.observe(t, u, v, s, w)
-    activity = fit_activity(h, n, split.t_split, split.horizon)
-    rec.set_answer_share(answer_share(activity, h, n, split.t_split))
+    answers = fit_answers(np.array(received_at), np.array(received_sign), np.array(answered_after),
+                          split.t_split)
+    activity = fit_activity(h, n, split.t_split, split.horizon, explained=is_answer)
+    rec.set_answer_share(answer_share(activity, h, n, split.t_split)[~is_answer])
     model, ll = rec.fit(iterations=iterations)
     sign = SignModel.fit(feats, h.sign)
     weights = WeightSampler(h.weight[h.sign > 0], h.weight[h.sign < 0])
     span = max(split.t_split - float(h.t[0]), 1e-9)
     null = NullFit(rates=np.bincount(h.src, minlength=n) / span,
-                   p_reciprocate=answered / max(len(h), 1))
-    fit = TwinFit(split=split, activity=activity, choice=ChoiceParams.from_model(model),
+                   p_reciprocate=float(is_answer.mean()))
+    fit = TwinFit(split=split, activity=activity, answers=answers,
+                  choice=ChoiceParams.from_model(model),
                   choice_log_lik=ll, sign=sign, weights=weights, null=null, seconds=0.0)
     if temperature:
         from models.twin.temperature import calibrate_temperature, scaled

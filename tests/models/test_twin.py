@@ -236,3 +236,33 @@ def test_attributes_at_takes_the_last_snapshot_at_or_before_t() -> None:
     assert op.tolist() == [0.1, 2.0, 0.2] and neg.tolist() == [0.0, 0.0, 0.4]
     op, neg = obs.attributes_at(2.0)
     assert op.tolist() == [0.3, 2.0, 0.2] and neg.tolist() == [0.9, 0.0, 0.4]
+
+
+def test_answer_fit_counts_only_ratings_old_enough_to_be_answered() -> None:
+    from models.twin.answers import fit_answers
+
+    m = fit_answers(np.array([0.0, 1.0, 2.0, 3.0, 99.0]), np.array([1, 1, 1, -1, 1]),
+                    np.array([0.5, 1.5, np.nan, np.nan, np.nan]), 100.0)
+    # Cut-off: 100 - 90th percentile of the delays (1.4): the rating at day 99 is too recent.
+    assert m.prob == pytest.approx(2 / 3) and m.prob_negative == 0.0 and m.n_answers == 2
+    assert sum(m.weights) == pytest.approx(1.0)
+    assert m.intensity_scale(1) == pytest.approx(-math.log(1 / 3))
+
+
+def test_answered_ratings_leave_the_answer_intensity() -> None:
+    from models.twin.answers import AnswerModel
+
+    obs = _simulated()
+    fit = fit_twin(split_observed(obs, 0.7), iterations=5, temperature=False)
+    tr = ActivityTracker(fit.activity, 5)
+    tr.use_answers(AnswerModel(0.5, 0.1, (1.0, 0.0), (0.1, 5.0), 10))
+    tr.advance(1.0)
+    tr.pending(2, 1.0, 1)
+    tr.pending(2, 1.0, -1)
+    ans, total = tr.answer_and_total(2)
+    scale_pos, scale_neg = -math.log(0.5), -math.log(0.9)
+    assert ans == pytest.approx((scale_pos + scale_neg) * (1.0 / 0.1 + 0.0 / 5.0))
+    assert total >= ans
+    tr.answered(2, 1.0, 1)
+    assert tr.answer_and_total(2)[0] == pytest.approx(scale_neg * 10.0)
+    assert tr.answer_term(1.0, -1, 1.0) == pytest.approx(scale_neg * 10.0)
