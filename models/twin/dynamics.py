@@ -76,7 +76,7 @@ class _GraphDynamics:
     def _start(self, model: SocialModel) -> None:
         pop = model.population
         self.kind = pop.kind.astype(np.int64)
-        self.opinion = pop.opinion.copy()
+        self.opinion = pop.opinion  # live: the engine moves opinions with the learned steps
         n = self.fit.split.n_known
         self.negativity[:n] = self.fit.split.observed.attributes_at(self.fit.split.t_split)[1][:n]
         self.graph = GraphState(self.capacity, pop.group)

@@ -23,6 +23,7 @@ from models.twin.answers import AnswerModel, fit_answers
 from models.twin.choice import POOLS, ChoiceParams, ChoiceRecorder
 from models.twin.graph import GraphState
 from models.twin.observed import TwinSplit
+from models.twin.opinions import fit_opinion_steps
 from models.twin.signs import SignModel, WeightSampler, pair_features
 
 __all__ = ["NullFit", "TwinFit", "fit_twin", "replay"]
@@ -55,6 +56,7 @@ class TwinFit:
     null: NullFit
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    opinion_steps: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe description of the fit, for reports."""
@@ -79,6 +81,7 @@ class TwinFit:
             "sign": self.sign.coefficients(),
             "null": {"p_reciprocate": self.null.p_reciprocate},
             "temperature": self.info.get("temperature", {"chosen": 1.0}),
+            "opinion_steps": self.opinion_steps,
             "fit_seconds": self.seconds,
         }
 
@@ -149,7 +152,8 @@ def fit_twin(split: TwinSplit, *, iterations: int = 60, temperature: bool = True
                    p_reciprocate=float(is_answer.mean()))
     fit = TwinFit(split=split, activity=activity, answers=answers,
                   choice=ChoiceParams.from_model(model),
-                  choice_log_lik=ll, sign=sign, weights=weights, null=null, seconds=0.0)
+                  choice_log_lik=ll, sign=sign, weights=weights, null=null, seconds=0.0,
+                  opinion_steps=fit_opinion_steps(split))
     if temperature:
         from models.twin.temperature import calibrate_temperature, scaled
 

@@ -34,7 +34,8 @@ from sim.errors import SignsimError
 from sim.simulate import run_into_store
 from sim.store import Store, open_store
 
-__all__ = ["METHODS", "TwinResult", "generate", "scoreboard_text", "twin_config", "twin_run"]
+__all__ = ["METHODS", "TwinResult", "apply_opinion_steps", "generate", "scoreboard_text",
+           "twin_config", "twin_run"]
 
 METHODS = ("twin", "calibrated", "null")
 
@@ -68,14 +69,27 @@ def scoreboard_text(table: pd.DataFrame) -> str:
     return pd.DataFrame(rows).to_string(index=False)
 
 
-def twin_config(horizon: float, n_agents: int) -> SimConfig:
-    """Engine settings of a generated span: no network, no metrics, small engine batches."""
+def twin_config(horizon: float, n_agents: int, opinion_steps: dict[str, Any] | None = None
+                ) -> SimConfig:
+    """Engine settings of a generated span: no network, no metrics, small engine batches.
+
+    ``opinion_steps`` (from :func:`models.twin.opinions.fit_opinion_steps`) sets how the
+    engine moves opinions after delivered acts; without it opinions stay put.
+    """
     cfg = SimConfig(horizon=horizon)
     cfg.population.n_agents = n_agents
     cfg.network.kind = "none"
     cfg.recording.metric_cadence = 0.0
     cfg.recording.batch_events = 32
+    apply_opinion_steps(cfg, opinion_steps or {})
     return cfg
+
+
+def apply_opinion_steps(cfg: SimConfig, steps: dict[str, Any]) -> None:
+    """Use a twin's learned opinion steps (zero when it learned none) in ``cfg``."""
+    cfg.dynamics.attraction = min(float(steps.get("attraction", 0.0)), 1.0)
+    cfg.dynamics.repulsion = min(float(steps.get("repulsion", 0.0)), 1.0)
+    cfg.dynamics.weight_scaled_updates = bool(steps.get("weight_scaled", True))
 
 
 def learned_generator(fit: TwinFit, method: str) -> tuple[Dynamics, Any, int]:
@@ -110,7 +124,8 @@ def generate(store: Store, fit: TwinFit, method: str, seeds: int, *, calibrated:
                                  arm=method, scenario_text=text)
         else:
             dyn, pop, cap = learned_generator(fit, method)
-            res = run_into_store(store, twin_config(split.horizon, cap), seed=seed,
+            res = run_into_store(store, twin_config(split.horizon, cap, fit.opinion_steps),
+                                 seed=seed,
                                  scenario=scenario, arm=method, scenario_text=text,
                                  dynamics=dyn, population=pop)
         ids.append(res.run_id)

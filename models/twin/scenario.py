@@ -68,6 +68,8 @@ def _fit(path: str, split: float) -> TwinFit:
 
 def twin_generator(config: SimConfig) -> tuple[Dynamics, Population, SimConfig]:
     """Dynamics, population and engine settings of a twin scenario arm."""
+    from models.twin.run import apply_opinion_steps
+
     fit = _fit(config.dynamics.twin, config.dynamics.twin_split)
     cfg = copy.deepcopy(config)
     lam = fit.activity.arrival_rate * cfg.horizon
@@ -76,6 +78,7 @@ def twin_generator(config: SimConfig) -> tuple[Dynamics, Population, SimConfig]:
         capacity = min(capacity, fit.split.n_known + newcomer_slots(fit))
     cfg.population.n_agents = capacity
     cfg.network.kind = "none"
+    apply_opinion_steps(cfg, fit.opinion_steps)
     cfg.recording.batch_events = min(cfg.recording.batch_events, 32)
     dyn = TwinDynamics(fit, capacity)
     return dyn, twin_population(fit, capacity, dyn.initial_rates()), cfg

@@ -61,7 +61,7 @@ def calibrate_temperature(fit: TwinFit, temperatures: tuple[float, ...] = TEMPER
         trial = dataclasses.replace(fit, split=val, choice=scaled(fit.choice, temp))
         dyn, pop, cap = learned_generator(trial, "twin")
         rec = Recorder(None, keep_events=True)
-        SocialModel(twin_config(val.horizon, cap), seed, dynamics=dyn, recorder=rec,
+        SocialModel(twin_config(val.horizon, cap, fit.opinion_steps), seed, dynamics=dyn, recorder=rec,
                     population=pop).run()
         e = rec.events()
         ok = e["blocked"] == 0

@@ -206,7 +206,7 @@ def test_interventions_act_on_twin_acts_and_blocked_acts_never_reach_the_twin() 
         '  { type = "ban", start = 4.0, kind = "troll" },\n]\n').arms
     dyn, pop, cap = learned_generator(fit, "twin")
     rec = Recorder(None, keep_events=True)
-    model = SocialModel(twin_config(12.0, cap), 0, dynamics=dyn, recorder=rec, population=pop,
+    model = SocialModel(twin_config(12.0, cap, fit.opinion_steps), 0, dynamics=dyn, recorder=rec, population=pop,
                         interventions=arms[0].interventions)
     negatives_before = int((fit.split.history.sign < 0).sum())
     model.run()
@@ -266,3 +266,38 @@ def test_answered_ratings_leave_the_answer_intensity() -> None:
     tr.answered(2, 1.0, 1)
     assert tr.answer_and_total(2)[0] == pytest.approx(scale_neg * 10.0)
     assert tr.answer_term(1.0, -1, 1.0) == pytest.approx(scale_neg * 10.0)
+
+
+def test_opinion_steps_are_learned_from_snapshots(tmp_path) -> None:
+    from models.twin.observed import load_observed
+    from models.twin.opinions import fit_opinion_steps
+    from sim.config import SimConfig
+    from sim.simulate import run_into_store
+
+    cfg = SimConfig(horizon=30.0)
+    cfg.population.n_agents = 150
+    cfg.population.kinds = {"citizen": 1.0}
+    cfg.population.mean_rate = 1.0
+    cfg.dynamics.attraction = 0.2
+    cfg.dynamics.repulsion = 0.05
+    cfg.recording.metric_cadence = 0.0
+    cfg.recording.snapshot_cadence = 1.0
+    cfg.recording.snapshot_sample = 0
+    store = open_store(str(tmp_path / "s.db"))
+    try:
+        run = run_into_store(store, cfg, seed=2).run_id
+        steps = fit_opinion_steps(split_observed(load_observed(store, run), 0.7))
+    finally:
+        store.dispose()
+    assert steps["intervals"] >= 15 and steps["weight_scaled"] is True
+    assert steps["attraction"] == pytest.approx(0.2, rel=0.25)
+    # Opinions stuck at the interval's ends cannot be pushed further: repulsion is seen
+    # smaller than set, never larger.
+    assert 0.0 < steps["repulsion"] <= 0.05 * 1.1
+
+
+def test_imported_networks_learn_no_opinion_steps() -> None:
+    from models.twin.opinions import fit_opinion_steps
+
+    obs = _simulated()
+    assert fit_opinion_steps(split_observed(obs, 0.7))["attraction"] == 0.0
