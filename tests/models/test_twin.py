@@ -206,8 +206,8 @@ def test_interventions_act_on_twin_acts_and_blocked_acts_never_reach_the_twin() 
         '  { type = "ban", start = 4.0, kind = "troll" },\n]\n').arms
     dyn, pop, cap = learned_generator(fit, "twin")
     rec = Recorder(None, keep_events=True)
-    model = SocialModel(twin_config(12.0, cap, fit.opinion_steps), 0, dynamics=dyn, recorder=rec, population=pop,
-                        interventions=arms[0].interventions)
+    model = SocialModel(twin_config(12.0, cap, fit.opinion_steps), 0, dynamics=dyn, recorder=rec,
+                        population=pop, interventions=arms[0].interventions)
     negatives_before = int((fit.split.history.sign < 0).sum())
     model.run()
     e = rec.events()
