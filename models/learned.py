@@ -32,9 +32,10 @@ import torch
 
 from models.data import EventBatch as ModelBatch
 from models.train import load_checkpoint, resolve_device
+from sim.config import MAX_MODEL_CANDIDATES
 from sim.dynamics import EventBatch, apply_events, choose_batch_targets
 from sim.errors import SignsimError
-from sim.kernel import CAUSES, NU, U_SIGN, U_TRIES, U_WEIGHT
+from sim.kernel import CAUSES, U_SIGN, U_TRIES, U_WEIGHT
 
 if TYPE_CHECKING:
     from sim.engine import SocialModel
@@ -59,7 +60,7 @@ class LearnedDynamics:
 
     def __init__(self, checkpoint: str | Path, candidates: int = 8, max_batch: int = 200,
                  device: str = "auto") -> None:
-        most = NU - U_TRIES + 1
+        most = MAX_MODEL_CANDIDATES
         if not 1 <= candidates <= most:
             raise SignsimError(
                 f"dynamics.model_candidates must be between 1 and {most} (the rule's proposal "

@@ -385,16 +385,21 @@ class ActivityTracker:
         scale = self.answers.intensity_scale(sign) if self.answers is not None else 0.0
         return scale * float(self.ans_coef @ (np.exp(-(t - s) / self.ans_taus) / self.ans_taus))
 
-    def answer_and_total(self, node: int) -> tuple[float, float]:
-        """``node``'s answer intensity and total intensity now."""
-        ans = float(self.ans_coef @ self.ans[:, node])
-        total = ans + float(self.coef_own @ self.own[:, node] + self.coef_pos @ self.pos[:, node]
-                            + self.coef_neg @ self.neg[:, node] + self.coef_arr @ self.arr[:, node])
+    def _parts(self, node: int) -> tuple[float, float, float]:
+        """``node``'s intensity now: (ratings received, answers pending, everything else)."""
+        received = float(self.coef_pos @ self.pos[:, node] + self.coef_neg @ self.neg[:, node])
+        answer = float(self.ans_coef @ self.ans[:, node])
+        rest = float(self.coef_own @ self.own[:, node] + self.coef_arr @ self.arr[:, node])
         with np.errstate(invalid="ignore"):
             long_run = self.count[node] / (self.ref - self.arrival[node] + RATE_OFFSET)
         base = self.m.base[node] if node < self.m.base.shape[0] else 0.0
-        total += self.m.mu + base + self.m.rate * (long_run if np.isfinite(long_run) else 0.0)
-        return ans, total
+        rest += self.m.mu + base + self.m.rate * (long_run if np.isfinite(long_run) else 0.0)
+        return received, answer, rest
+
+    def answer_and_total(self, node: int) -> tuple[float, float]:
+        """``node``'s answer intensity and total intensity now."""
+        received, answer, rest = self._parts(node)
+        return answer, answer + received + rest
 
     def advance(self, t: float) -> None:
         """Decay every sum to time ``t`` (the new reference)."""
@@ -437,14 +442,10 @@ class ActivityTracker:
         self.arrival[node] = t
 
     def answer_share(self, node: int) -> float:
-        """Share of ``node``'s intensity now that is due to ratings it received."""
-        recv = float(self.coef_pos @ self.pos[:, node] + self.coef_neg @ self.neg[:, node])
-        total = recv + float(self.coef_own @ self.own[:, node] + self.coef_arr @ self.arr[:, node])
-        with np.errstate(invalid="ignore"):
-            long_run = self.count[node] / (self.ref - self.arrival[node] + RATE_OFFSET)
-        base = self.m.base[node] if node < self.m.base.shape[0] else 0.0
-        total += self.m.mu + base + self.m.rate * (long_run if np.isfinite(long_run) else 0.0)
-        return recv / total if total > 0 else 0.0
+        """Share of ``node``'s intensity now (answers aside) due to ratings it received."""
+        received, _, rest = self._parts(node)
+        total = received + rest
+        return received / total if total > 0 else 0.0
 
     def rates(self, present: np.ndarray, step: float) -> np.ndarray:
         """Average intensity of each node over the next ``step`` days."""

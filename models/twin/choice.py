@@ -270,11 +270,10 @@ class ChoiceParams:
     gate: np.ndarray
 
     @classmethod
-    def from_model(cls, model: ChoiceModel, temperature: float = 1.0) -> ChoiceParams:
-        """Arrays of a fitted model; ``temperature`` divides the within-pool scores."""
+    def from_model(cls, model: ChoiceModel) -> ChoiceParams:
+        """Arrays of a fitted model (:func:`models.twin.temperature.scaled` sharpens them)."""
         d = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-        return cls(mix=d["mix"], theta=d["theta"] / temperature, same=d["same"] / temperature,
-                   rated=d["rated"] / temperature, gate=d["gate"])
+        return cls(mix=d["mix"], theta=d["theta"], same=d["same"], rated=d["rated"], gate=d["gate"])
 
 
 def choose_target(g: GraphState, p: ChoiceParams, kind: int, u: int, t: float,

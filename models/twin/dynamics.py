@@ -31,7 +31,7 @@ from sim.kernel import CAUSES, U_CHOICE, U_PICK, U_SIDE, U_SIGN, U_TRIES, U_WEIG
 if TYPE_CHECKING:
     from sim.engine import SocialModel
 
-__all__ = ["NullDynamics", "TwinDynamics", "newcomer_slots", "twin_population"]
+__all__ = ["NullDynamics", "TwinDynamics", "newcomer_slots", "slot_sources", "twin_population"]
 
 #: ``interactions.cause`` of acts decided by a twin.
 LEARNED = CAUSES.index("learned")
@@ -39,17 +39,30 @@ LEARNED = CAUSES.index("learned")
 STEP = 0.1
 
 
-def newcomer_slots(fit: TwinFit) -> int:
-    """Slots kept for newcomers: a generous Poisson upper quantile of the expected count."""
-    lam = fit.activity.arrival_rate * fit.split.horizon
+def newcomer_slots(fit: TwinFit, horizon: float | None = None) -> int:
+    """Slots kept for newcomers over ``horizon`` days (default: the held-out span).
+
+    A generous upper quantile of the Poisson count of arrivals.
+    """
+    lam = fit.activity.arrival_rate * (fit.split.horizon if horizon is None else horizon)
     return int(math.ceil(lam + 6.0 * math.sqrt(lam) + 10.0))
+
+
+def slot_sources(fit: TwinFit, capacity: int) -> np.ndarray:
+    """The observed node whose attributes each slot takes.
+
+    A known node's slot takes its own; a newcomer slot takes one of the newest known
+    nodes' (ids follow first appearance).
+    """
+    n = fit.split.n_known
+    recent = np.argsort(-np.arange(n))
+    return np.concatenate([np.arange(n), recent[np.arange(capacity - n) % n]])
 
 
 def twin_population(fit: TwinFit, capacity: int, rates: np.ndarray) -> Population:
     """The known nodes' attributes at the split; newcomer slots copy the newest nodes' ones."""
-    obs, n = fit.split.observed, fit.split.n_known
-    recent = np.argsort(-np.arange(n))  # newest known nodes first (ids follow first appearance)
-    src = np.concatenate([np.arange(n), recent[np.arange(capacity - n) % n]])
+    obs = fit.split.observed
+    src = slot_sources(fit, capacity)
     opinion = obs.attributes_at(fit.split.t_split)[0]
     return Population(
         opinion=opinion[src].astype(np.float64), group=obs.group[src].astype(np.int32),
@@ -63,6 +76,7 @@ class _GraphDynamics:
     """Shared loop: decide each act, deliver it through the kernel, learn from delivered acts."""
 
     name = "graph"
+    graph: GraphState
 
     def __init__(self, fit: TwinFit, capacity: int) -> None:
         self.fit = fit
@@ -70,8 +84,16 @@ class _GraphDynamics:
         self.kind = np.zeros(capacity, dtype=np.int64)
         self.opinion = np.zeros(capacity)
         self.negativity = np.zeros(capacity)
-        self.graph = GraphState(capacity, np.zeros(capacity, dtype=np.int64))
+        self._history: GraphState | None = None
         self.ready = False
+
+    def _replayed(self) -> GraphState:
+        """The graph after the whole history, built once (groups as the population's)."""
+        if self._history is None:
+            group = self.fit.split.observed.group[slot_sources(self.fit, self.capacity)]
+            self._history = GraphState(self.capacity, group)
+            replay(self.fit.split, self._history)
+        return self._history
 
     def _start(self, model: SocialModel) -> None:
         pop = model.population
@@ -79,8 +101,7 @@ class _GraphDynamics:
         self.opinion = pop.opinion  # live: the engine moves opinions with the learned steps
         n = self.fit.split.n_known
         self.negativity[:n] = self.fit.split.observed.attributes_at(self.fit.split.t_split)[1][:n]
-        self.graph = GraphState(self.capacity, pop.group)
-        replay(self.fit.split, self.graph)
+        self.graph = self._replayed()
         self.t0 = self.fit.split.t_split
         self.ready = True
 
@@ -149,6 +170,7 @@ class TwinDynamics(_GraphDynamics):
     def __init__(self, fit: TwinFit, capacity: int) -> None:
         super().__init__(fit, capacity)
         self.tracker = ActivityTracker(fit.activity, capacity)
+        self._tracker_loaded = False
         self.free = fit.split.n_known
 
     def _load_tracker(self, graph: GraphState) -> None:
@@ -163,17 +185,18 @@ class TwinDynamics(_GraphDynamics):
                 if x not in out:
                     self.tracker.pending(b, s, sign)
         self.tracker.advance(split.t_split)
+        self._tracker_loaded = True
 
     def initial_rates(self) -> np.ndarray:
         """Rates at the split implied by the history (before the first step)."""
-        g = GraphState(self.capacity, np.zeros(self.capacity, dtype=np.int64))
-        replay(self.fit.split, g)
+        g = self._replayed()
         self._load_tracker(g)
         return self.tracker.rates(g.present, STEP)
 
     def _start(self, model: SocialModel) -> None:
         super()._start(model)
-        self._load_tracker(self.graph)
+        if not self._tracker_loaded:
+            self._load_tracker(self.graph)
         rate = self.fit.activity.arrival_rate
         horizon = model.horizon
         t, slots = 0.0, self.capacity - self.free

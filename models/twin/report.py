@@ -27,7 +27,7 @@ from models.twin.stats import PERCENTILE_MIN_SEEDS, SCOREBOARD, compare, interva
 from sim.atomic import atomic_path, write_text_atomic  # noqa: E402
 from sim.errors import SignsimError  # noqa: E402
 
-__all__ = ["FIGURES", "fidelity_markdown", "write_fidelity_report"]
+__all__ = ["FIGURES", "fidelity_markdown", "fmt_value", "write_fidelity_report"]
 
 #: File names of the figures, in report order.
 FIGURES = ("fidelity_negative_share.png", "fidelity_degree_ccdf.png", "fidelity_distances.png")
@@ -36,7 +36,8 @@ _Stats = Mapping[str, Any]
 _REAL_COLOR = "black"
 
 
-def _fmt(x: float) -> str:
+def fmt_value(x: float) -> str:
+    """A number in 4 significant digits; ``n/a`` for NaN or None, ``inf`` for infinity."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     return "inf" if math.isinf(x) else f"{x:.4g}"
@@ -57,8 +58,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 def _cell(row: pd.Series) -> str:
     """``mean [lo, hi] (rel.err; d distance)`` of one (statistic, method) row."""
     band = ("" if math.isnan(row["low"]) or math.isnan(row["high"])
-            else f" [{_fmt(row['low'])}, {_fmt(row['high'])}]")
-    return f"{_fmt(row['mean'])}{band} ({_rel(row['rel_error'])}; d {_fmt(row['distance'])})"
+            else f" [{fmt_value(row['low'])}, {fmt_value(row['high'])}]")
+    return f"{fmt_value(row['mean'])}{band} ({_rel(row['rel_error'])}; d {fmt_value(row['distance'])})"
 
 
 def _rows(table: pd.DataFrame, scoreboard: bool) -> tuple[list[str], list[list[str]]]:
@@ -70,7 +71,7 @@ def _rows(table: pd.DataFrame, scoreboard: bool) -> tuple[list[str], list[list[s
     for number, (_, group) in enumerate(part.groupby("statistic", sort=False), start=1):
         by_method = group.set_index("method")
         label = str(group["label"].iloc[0])
-        row = [f"{number}. {label}" if scoreboard else label, _fmt(group["real"].iloc[0])]
+        row = [f"{number}. {label}" if scoreboard else label, fmt_value(group["real"].iloc[0])]
         row += [_cell(by_method.loc[m]) for m in methods]
         if scoreboard:
             d = group["distance"]
@@ -211,7 +212,7 @@ def _meta_lines(meta: Mapping[str, Any]) -> list[str]:
         if isinstance(v, Mapping):
             return ", ".join(f"{k} {value(x)}" for k, x in v.items()) or "none"
         if isinstance(v, float):
-            return _fmt(v)
+            return fmt_value(v)
         if isinstance(v, list | tuple):
             return ", ".join(value(x) for x in v)
         return str(v)
@@ -267,7 +268,7 @@ def _write(out: Path, title: str, real: _Stats, runs: Mapping[str, Sequence[_Sta
         f"# {title}",
         f"The observed run's delivered events were split in time; every method learned only "
         f"from the events before the split and generated the held-out span "
-        f"[{_fmt(float(edges[0]))}, {_fmt(float(edges[-1]))}] days "
+        f"[{fmt_value(float(edges[0]))}, {fmt_value(float(edges[-1]))}] days "
         f"({int(real['event_count'])} real events) once per seed. Methods: "
         + ", ".join(f"{m} ({len(s)} seeds)" for m, s in runs.items()) + ".",
         "\n".join(_meta_lines(meta)),

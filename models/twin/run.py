@@ -16,6 +16,7 @@ held-out events. Nothing after the split reaches a generator but the span's leng
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from sim.simulate import run_into_store
 from sim.store import Store, open_store
 
 __all__ = ["METHODS", "TwinResult", "apply_opinion_steps", "generate", "scoreboard_text",
-           "twin_config", "twin_run"]
+           "stored_stream", "twin_config", "twin_run"]
 
 METHODS = ("twin", "calibrated", "null")
 
@@ -103,11 +104,13 @@ def learned_generator(fit: TwinFit, method: str) -> tuple[Dynamics, Any, int]:
     return null, twin_population(fit, n, fit.null.rates), n
 
 
-def stored_stream(store: Store, run_id: int, t_split: float) -> Stream:
-    """A generated run's delivered events, shifted to the observed run's clock."""
+def stored_stream(store: Store, run_id: int, t_split: float, t1: float = math.inf) -> Stream:
+    """A generated run's delivered events, shifted to the observed run's clock, up to ``t1``."""
     cols = store.interactions(run_id, delivered_only=True)
-    return Stream.from_columns(cols["t"] + t_split, cols["src"], cols["dst"], cols["sign"],
-                               cols["weight"])
+    t = cols["t"] + t_split
+    keep = t <= t1
+    return Stream.from_columns(t[keep], cols["src"][keep], cols["dst"][keep], cols["sign"][keep],
+                               cols["weight"][keep])
 
 
 def generate(store: Store, fit: TwinFit, method: str, seeds: int, *, calibrated: Any = None,

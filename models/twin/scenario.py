@@ -15,13 +15,14 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from models.twin.dynamics import TwinDynamics, newcomer_slots, twin_population
 from models.twin.fit import TwinFit, fit_twin
 from models.twin.observed import Observed, Stream, TwinSplit, _renumber, split_observed
+from models.twin.report import fmt_value
+from models.twin.run import apply_opinion_steps, stored_stream
 from sim.agents import Population
 from sim.config import SimConfig
 from sim.dynamics import Dynamics
@@ -68,27 +69,15 @@ def _fit(path: str, split: float) -> TwinFit:
 
 def twin_generator(config: SimConfig) -> tuple[Dynamics, Population, SimConfig]:
     """Dynamics, population and engine settings of a twin scenario arm."""
-    from models.twin.run import apply_opinion_steps
-
     fit = _fit(config.dynamics.twin, config.dynamics.twin_split)
     cfg = copy.deepcopy(config)
-    lam = fit.activity.arrival_rate * cfg.horizon
-    capacity = fit.split.n_known + int(lam + 6.0 * lam ** 0.5 + 10.0)
-    if cfg.horizon <= fit.split.horizon:
-        capacity = min(capacity, fit.split.n_known + newcomer_slots(fit))
+    capacity = fit.split.n_known + newcomer_slots(fit, cfg.horizon)
     cfg.population.n_agents = capacity
     cfg.network.kind = "none"
     apply_opinion_steps(cfg, fit.opinion_steps)
     cfg.recording.batch_events = min(cfg.recording.batch_events, 32)
     dyn = TwinDynamics(fit, capacity)
     return dyn, twin_population(fit, capacity, dyn.initial_rates()), cfg
-
-
-def _delivered(store: Store, run_id: int, t_split: float, t1: float) -> Stream:
-    cols = store.interactions(run_id, delivered_only=True)
-    keep = cols["t"] + t_split <= t1
-    return Stream.from_columns(cols["t"][keep] + t_split, cols["src"][keep], cols["dst"][keep],
-                               cols["sign"][keep], cols["weight"][keep])
 
 
 def fidelity_rows(store: Store, run_ids: list[int], twin: str, split: float, horizon: float
@@ -102,14 +91,14 @@ def fidelity_rows(store: Store, run_ids: list[int], twin: str, split: float, hor
     t1 = cut.t_split + min(horizon, cut.horizon)
     future = cut.future.slice(0, int(np.searchsorted(cut.future.t, t1, side="right")))
     real = stream_statistics(future, cut.history, cut.t_split, t1)
-    runs = [stream_statistics(_delivered(store, i, cut.t_split, t1), cut.history,
+    runs = [stream_statistics(stored_stream(store, i, cut.t_split, t1), cut.history,
                               cut.t_split, t1) for i in run_ids]
     table = compare(real, {"twin": runs})
     board = table[table["scoreboard"]]
     rows: list[list[str]] = []
     for stat, r in zip(SCOREBOARD, board.to_dict("records"), strict=True):
-        rows.append([stat.label, _fmt(r["real"]), f"{_fmt(r['mean'])} [{_fmt(r['low'])}, "
-                     f"{_fmt(r['high'])}]", _fmt(r["distance"])])
+        rows.append([stat.label, fmt_value(r["real"]), f"{fmt_value(r['mean'])} [{fmt_value(r['low'])}, "
+                     f"{fmt_value(r['high'])}]", fmt_value(r["distance"])])
     note = (
         f"This scenario runs on the learned twin of `{Path(twin).name}`, fitted on the events "
         f"before its {split:g} split (day {cut.t_split:.1f}). Its baseline arm "
@@ -121,10 +110,3 @@ def fidelity_rows(store: Store, run_ids: list[int], twin: str, split: float, hor
     )
     return note, ["statistic", "real", "twin (baseline arm): mean [95% interval]", "distance"], rows
 
-
-def _fmt(x: Any) -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return "n/a" if v != v else f"{v:.4g}"
