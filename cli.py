@@ -73,7 +73,7 @@ def simulate(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Simulate one run and stream every interaction into the database."""
-    from sim.simulate import simulate as run_simulation
+    from sim.engine.simulate import simulate as run_simulation
 
     result = run_simulation(db, scenario_path=str(scenario) if scenario else None, arm=arm,
                             seed=seed, n_agents=agents, horizon=horizon, network=network,
@@ -89,7 +89,7 @@ def runs(
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """List the runs in a database."""
-    from sim.query import format_frame, list_runs
+    from sim.store.query import format_frame, list_runs
 
     typer.echo(format_frame(list_runs(db), fmt))
 
@@ -105,7 +105,7 @@ def query(
     ] = 60.0,
 ) -> None:
     """Run one read-only SQL statement; writes and several statements are refused."""
-    from sim.query import format_frame, run_query
+    from sim.store.query import format_frame, run_query
 
     typer.echo(format_frame(run_query(db, sql, timeout), fmt))
 
@@ -137,8 +137,8 @@ def stats(
     """Temporal signed-graph statistics of a run (novelty, surprise, reciprocity, balance)."""
     import json
 
-    from sim.graphstats import graph_stats, plot_stats
-    from sim.store import Store
+    from sim.store.database import Store
+    from sim.sweep.graphstats import graph_stats, plot_stats
 
     result = graph_stats(Store(db, create=False, read_only=True), run, windows)
     if png is not None:
@@ -163,8 +163,8 @@ def export(
     db: DbOption = "signsim.db",
 ) -> None:
     """Export a run's interactions (CSV, Parquet, TGB-style edge list, PyG TemporalData)."""
-    from sim.export import export_run
-    from sim.store import Store
+    from sim.store.database import Store
+    from sim.store.export import export_run
 
     path = export_run(Store(db, create=False, read_only=True), run, fmt, out)
     typer.echo(f"wrote {path}")
@@ -185,7 +185,7 @@ def run(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Run every arm x seed of a scenario, then write the comparison report."""
-    from sim.sweep import run_scenario_file
+    from sim.sweep.runner import run_scenario_file
 
     outcome = run_scenario_file(scenario, db, workers=workers, dask=dask, resume=resume,
                                 out_dir=out, progress=progress)
@@ -204,7 +204,7 @@ def report(
     baseline: Annotated[str | None, typer.Option(help="Reference arm (default: the scenario's).")] = None,
 ) -> None:
     """Re-render a scenario's comparison report from the database alone."""
-    from sim.sweep import render_report
+    from sim.sweep.runner import render_report
 
     typer.echo(f"report: {render_report(db, scenario, out, baseline)} (and report.html)")
 
@@ -218,7 +218,7 @@ def import_network(
     name: Annotated[str | None, typer.Option(help="Run name (default: the file stem).")] = None,
 ) -> None:
     """Import a real signed network as a complete 'observed' run."""
-    from sim.importers import import_network as do_import
+    from sim.store.importers import import_network as do_import
 
     s = do_import(db, file, fmt, name)
     typer.echo(f"run {s.run_id} ({s.scenario}): {s.n_interactions:,} interactions, "

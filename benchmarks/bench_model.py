@@ -41,8 +41,8 @@ from models.memory import state_nbytes  # noqa: E402
 from models.sampling import TrainingNegatives  # noqa: E402
 from models.signed_tgn import ModelConfig, build_model  # noqa: E402
 from models.train import TrainConfig, resolve_device, train_step  # noqa: E402
-from sim.importers import import_network  # noqa: E402
-from sim.store import open_store  # noqa: E402
+from sim.store.database import open_store  # noqa: E402
+from sim.store.importers import import_network  # noqa: E402
 
 DATA = ROOT / "data" / "soc-sign-bitcoinotc.csv"
 

@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 from sim.config import SimConfig
-from sim.engine import SocialModel
-from sim.recording import Recorder
-from sim.simulate import run_into_store, write_agent_rows
-from sim.store import INTERACTION_COLUMNS, open_store
+from sim.engine.model import SocialModel
+from sim.engine.recording import Recorder
+from sim.engine.simulate import run_into_store, write_agent_rows
+from sim.store.database import INTERACTION_COLUMNS, open_store
 
 
 def _config(n_agents: int, horizon: float, metrics: bool = True) -> SimConfig:

@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sim.experiment import run_experiment
 from sim.scenario import Scenario, load_scenario
-from sim.store import open_store
+from sim.store.database import open_store
+from sim.sweep.experiment import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

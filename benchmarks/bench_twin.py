@@ -29,11 +29,11 @@ import numpy as np
 
 from models.twin.run import twin_run
 from models.twin.stats import ks_distance, relative_error
-from sim.importers import import_network
-from sim.kernel import KIND_CODES
+from sim.contract import KIND_CODES
+from sim.engine.simulate import run_into_store
 from sim.scenario import load_scenario
-from sim.simulate import run_into_store
-from sim.store import open_store
+from sim.store.database import open_store
+from sim.store.importers import import_network
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_REL = ("negative_share", "reciprocity", "balanced_share", "new_pair_share",

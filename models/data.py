@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from sim.errors import SignsimError
-from sim.store import Store
+from sim.store.database import Store
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

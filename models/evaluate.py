@@ -24,8 +24,8 @@ from models.protocol import OnlineMethod, make_negatives, metrics_from, run_prot
 from models.signed_tgn import ModelConfig, SignedTGN
 from models.train import NeuralMethod, TrainConfig, fit_model, load_checkpoint, resolve_device
 from sim.errors import SignsimError
-from sim.schema import ModelRecord
-from sim.store import Store, open_store
+from sim.store.database import Store, open_store
+from sim.store.schema import ModelRecord
 
 __all__ = [
     "METRIC_COLUMNS", "EvaluationReport", "LoadedModel", "evaluate_model", "load_model_record",

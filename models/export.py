@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sim.store import Store
+from sim.store.database import Store
 
 __all__ = ["export_temporal_data"]
 

@@ -27,8 +27,8 @@ from models.data import SignedEvents, iter_batches, resolve_run
 from models.evaluate import load_trained
 from models.train import NeuralMethod
 from sim.errors import SignsimError
-from sim.schema import Forecast
-from sim.store import Store, open_store
+from sim.store.database import Store, open_store
+from sim.store.schema import Forecast
 
 __all__ = ["ForecastResult", "forecast_model", "negative_share_windows", "plot_negative_share"]
 

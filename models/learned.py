@@ -1,6 +1,6 @@
 """Learned dynamics: a trained signed temporal model decides the agents' acts.
 
-:class:`LearnedDynamics` implements the engine's :class:`sim.dynamics.Dynamics` protocol,
+:class:`LearnedDynamics` implements the engine's :class:`sim.engine.dynamics.Dynamics` protocol,
 so the engine never imports torch. For each act in a batch (of at most ``max_batch``
 acts; the engine resumes after the processed prefix, which keeps the Poisson clock
 exact):
@@ -33,12 +33,13 @@ import torch
 from models.data import EventBatch as ModelBatch
 from models.train import load_checkpoint, resolve_device
 from sim.config import MAX_MODEL_CANDIDATES
-from sim.dynamics import EventBatch, apply_events, choose_batch_targets
+from sim.contract import CAUSES, EventBatch
+from sim.engine.dynamics import apply_events, choose_batch_targets
+from sim.engine.kernel import U_SIGN, U_TRIES, U_WEIGHT
 from sim.errors import SignsimError
-from sim.kernel import CAUSES, U_SIGN, U_TRIES, U_WEIGHT
 
 if TYPE_CHECKING:
-    from sim.engine import SocialModel
+    from sim.engine.model import SocialModel
 
 __all__ = ["LEARNED_CAUSE", "LearnedDynamics"]
 

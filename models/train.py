@@ -40,7 +40,7 @@ from models.protocol import BatchScores, make_negatives, metrics_from, run_proto
 from models.sampling import TrainingNegatives
 from models.signed_tgn import ModelConfig, SignedTGN, build_model
 from sim.errors import SignsimError
-from sim.store import Store, open_store
+from sim.store.database import Store, open_store
 
 __all__ = [
     "FitResult",
@@ -413,7 +413,7 @@ def _record_model(store: Store, name: str, run_id: int, ckpt: Path, config: dict
                   metrics: dict[str, Any]) -> int:
     from sqlalchemy import insert
 
-    from sim.schema import ModelRecord
+    from sim.store.schema import ModelRecord
 
     row = {"name": name, "run_id": run_id, "created_at": datetime.now(UTC).replace(tzinfo=None),
            "checkpoint": str(ckpt.resolve()), "config_json": json.dumps(config, sort_keys=True),

@@ -1,7 +1,7 @@
 """signsim simulation package: scenarios, agents, engine, storage, experiments, reports.
 
 This package never imports torch; learned dynamics plug in through
-:class:`sim.dynamics.Dynamics`.
+:class:`sim.engine.dynamics.Dynamics`.
 """
 
 __all__: list[str] = []

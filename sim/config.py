@@ -11,8 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sim.errors import SignsimError
+
 __all__ = [
     "AGENT_KINDS",
+    "INTERVENTION_PARAMS",
+    "BanParams",
+    "BridgingParams",
+    "CounterSpeechParams",
+    "FrictionParams",
+    "ModerationParams",
+    "RateLimitParams",
     "MAX_AGENTS",
     "MAX_MODEL_CANDIDATES",
     "DynamicsConfig",
@@ -20,6 +29,7 @@ __all__ = [
     "PopulationConfig",
     "RecordingConfig",
     "SimConfig",
+    "check_kinds",
 ]
 
 AGENT_KINDS = ("citizen", "influencer", "troll", "counter_speaker")
@@ -28,7 +38,7 @@ AGENT_KINDS = ("citizen", "influencer", "troll", "counter_speaker")
 MAX_AGENTS = 100_000_000
 
 #: Most candidates the learned dynamics scores per act: it draws ``candidates - 1``
-#: uniforms from the kernel's columns ``U_TRIES .. NU - 1`` (``sim.kernel``: NU = 16,
+#: uniforms from the kernel's columns ``U_TRIES .. NU - 1`` (``sim.engine.kernel``: NU = 16,
 #: U_TRIES = 8, so at most 8 draws besides the rule's own proposal).
 MAX_MODEL_CANDIDATES = 9
 
@@ -101,7 +111,7 @@ class NetworkConfig:
 
 @dataclass
 class DynamicsConfig:
-    """Mechanistic decision rules (see :mod:`sim.dynamics` for the equations).
+    """Mechanistic decision rules (see :mod:`sim.engine.dynamics` for the equations).
 
     Attributes:
         confidence: Confidence bound epsilon: contacts closer than this lean positive.
@@ -191,3 +201,117 @@ class SimConfig:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     horizon: float = 10.0
+
+
+# Interventions' settings (the interventions themselves live in sim.engine.interventions).
+# A settings class may have a ``check()`` method for combinations of values; scenario
+# parsing and the intervention both call it.
+
+
+def check_kinds(kinds: list[str], where: str) -> None:
+    """Refuse agent kinds not in :data:`AGENT_KINDS` (``where`` names the setting)."""
+    for k in kinds:
+        if k not in AGENT_KINDS:
+            raise SignsimError(f"{where}: unknown agent kind '{k}'; use one of: "
+                               + ", ".join(AGENT_KINDS) + ".")
+
+
+@dataclass
+class ModerationParams:
+    """Moderation settings.
+
+    Attributes:
+        recall: Share of negative acts detected and blocked.
+        false_positive_rate: Share of positive acts wrongly blocked.
+        strikes: Blocked acts that get an agent suspended (0: never suspend).
+        suspension_days: Length of a suspension.
+    """
+
+    recall: float = field(default=0.7, metadata={"min": 0.0, "max": 1.0})
+    false_positive_rate: float = field(default=0.01, metadata={"min": 0.0, "max": 1.0})
+    strikes: int = field(default=3, metadata={"min": 0})
+    suspension_days: float = field(default=2.0, metadata={"min": 0.0})
+
+
+@dataclass
+class FrictionParams:
+    """Friction prompt settings.
+
+    Attributes:
+        share: Share of would-be negative acts that the author reconsiders and withdraws.
+    """
+
+    share: float = field(default=0.3, metadata={"min": 0.0, "max": 1.0})
+
+
+@dataclass
+class BridgingParams:
+    """Bridging recommendation settings.
+
+    Attributes:
+        share: Share of acts whose target is a recommended out-group agent with the
+            most similar opinion among a few random candidates.
+    """
+
+    share: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
+
+
+@dataclass
+class RateLimitParams:
+    """Rate limit settings.
+
+    Attributes:
+        cap: Acts per calendar day an agent may make; further acts are blocked.
+        kinds: Agent kinds the cap applies to (empty: all kinds).
+    """
+
+    cap: float = field(default=5.0, metadata={"min_exclusive": 0.0})
+    kinds: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Refuse unknown agent kinds."""
+        check_kinds(self.kinds, "rate_limit.kinds")
+
+
+@dataclass
+class BanParams:
+    """Ban settings.
+
+    Attributes:
+        kind: Ban every agent of this kind ("" to use ``top_k``).
+        top_k: Ban the k agents with the highest negativity at the start time.
+    """
+
+    kind: str = ""
+    top_k: int = field(default=0, metadata={"min": 0})
+
+    def check(self) -> None:
+        """Exactly one of ``kind`` and ``top_k``; a known kind."""
+        if bool(self.kind) == bool(self.top_k):
+            raise SignsimError("ban: give exactly one of 'kind' or 'top_k'.")
+        if self.kind:
+            check_kinds([self.kind], "ban.kind")
+
+
+@dataclass
+class CounterSpeechParams:
+    """Counter-speech settings.
+
+    Attributes:
+        agents: Citizens recruited as counter-speakers at the start.
+        rate_factor: Their activity rate is multiplied by this.
+    """
+
+    agents: int = field(default=10, metadata={"min": 1})
+    rate_factor: float = field(default=3.0, metadata={"min_exclusive": 0.0})
+
+
+#: Settings class of each intervention, by the name used in scenario files.
+INTERVENTION_PARAMS: dict[str, type] = {
+    "moderation": ModerationParams,
+    "friction": FrictionParams,
+    "bridging": BridgingParams,
+    "rate_limit": RateLimitParams,
+    "ban": BanParams,
+    "counter_speech": CounterSpeechParams,
+}

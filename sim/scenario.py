@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from sim.config import (
     AGENT_KINDS,
+    INTERVENTION_PARAMS,
     DynamicsConfig,
     NetworkConfig,
     PopulationConfig,
@@ -275,8 +276,6 @@ def _resolve_paths(cfg: SimConfig, base_dir: Path | None) -> None:
 
 def _build_interventions(items: Any, where: str, prefix: str, horizon: float
                          ) -> list[InterventionSpec]:
-    from sim.interventions import REGISTRY  # local: interventions import the engine
-
     if not isinstance(items, list):
         raise _fail(where, prefix, f"{_show(items)} must be a list of tables.")
     specs = []
@@ -285,9 +284,9 @@ def _build_interventions(items: Any, where: str, prefix: str, horizon: float
         if not isinstance(item, dict) or "type" not in item:
             raise _fail(where, path, "each intervention is a table with a 'type' key.")
         kind = item["type"]
-        if kind not in REGISTRY:
+        if kind not in INTERVENTION_PARAMS:
             raise _fail(where, f"{path}.type", f"unknown intervention '{kind}'; use one of: "
-                        + ", ".join(sorted(REGISTRY)) + ".")
+                        + ", ".join(sorted(INTERVENTION_PARAMS)) + ".")
         rest = {k: v for k, v in item.items() if k not in ("type", "start", "end")}
         start = _check_value(item.get("start", 0.0), float, where, f"{path}.start", {"min": 0.0})
         end = item.get("end")
@@ -297,10 +296,12 @@ def _build_interventions(items: Any, where: str, prefix: str, horizon: float
                 raise _fail(where, f"{path}.end", f"{end} must be after start {start}.")
         if start > horizon:
             raise _fail(where, f"{path}.start", f"{start} is after the horizon {horizon}.")
-        params = build_dataclass(REGISTRY[kind].Params, rest, where, path)
+        params = build_dataclass(INTERVENTION_PARAMS[kind], rest, where, path)
         spec = InterventionSpec(type=kind, start=start, end=end, params=params)
         try:
-            REGISTRY[kind](spec)  # the class checks combinations of parameters
+            check = getattr(params, "check", None)  # combinations of parameters
+            if check is not None:
+                check()
         except SignsimError as exc:
             raise _fail(where, path, str(exc)) from None
         specs.append(spec)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim.config import SimConfig
-from sim.engine import SocialModel
-from sim.recording import Recorder
+from sim.engine.model import SocialModel
+from sim.engine.recording import Recorder
 
 
 def deffuant_config(eps: float, n_agents: int = 400, horizon: float = 60.0) -> SimConfig:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from sim.config import SimConfig
-from sim.engine import SocialModel
-from sim.kernel import P
-from sim.metrics import balanced_triangle_share
-from sim.recording import Recorder
+from sim.engine.kernel import P
+from sim.engine.metrics import balanced_triangle_share
+from sim.engine.model import SocialModel
+from sim.engine.recording import Recorder
 from sim.scenario import parse_scenario
 from tests.helpers import deffuant_config, major_clusters, run_memory
 

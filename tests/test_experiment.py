@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-import sim.experiment as experiment
-import sim.simulate
+import sim.engine.simulate
+import sim.sweep.experiment as experiment
 from sim.errors import SignsimError
-from sim.experiment import ExperimentFailed, experiment_tasks, run_experiment
 from sim.scenario import parse_scenario
-from sim.store import open_store
+from sim.store.database import open_store
+from sim.sweep.experiment import ExperimentFailed, experiment_tasks, run_experiment
 
 TINY = """
 name = "tiny"
@@ -163,7 +163,7 @@ def test_arms_filter_and_bad_arguments(tmp_path):
 
 
 def test_failed_run_is_reported_and_others_kept(tmp_path, monkeypatch):
-    real = sim.simulate.run_into_store
+    real = sim.engine.simulate.run_into_store
 
     def flaky(store, config, **kw):
         if kw["arm"] == "moderation" and kw["seed"] == 7:
@@ -172,7 +172,7 @@ def test_failed_run_is_reported_and_others_kept(tmp_path, monkeypatch):
             raise ValueError("boom")
         return real(store, config, **kw)
 
-    monkeypatch.setattr(sim.simulate, "run_into_store", flaky)
+    monkeypatch.setattr(sim.engine.simulate, "run_into_store", flaky)
     sc = tiny()
     db = str(tmp_path / "fail.db")
     with pytest.raises(ExperimentFailed, match=r"1 of 4 runs .* moderation/seed 7: ValueError: "
@@ -181,7 +181,7 @@ def test_failed_run_is_reported_and_others_kept(tmp_path, monkeypatch):
     assert isinstance(info.value, SignsimError)
     assert len(info.value.result.runs) == 3
     assert [(r.arm, r.seed) for r in info.value.failed] == [("moderation", 7)]
-    monkeypatch.setattr(sim.simulate, "run_into_store", real)
+    monkeypatch.setattr(sim.engine.simulate, "run_into_store", real)
     result = run_experiment(sc, db, resume=True, progress=False)
     assert list(result.run_ids) == [("moderation", 7)]
     check_database(db, sc, 4)
@@ -189,7 +189,7 @@ def test_failed_run_is_reported_and_others_kept(tmp_path, monkeypatch):
 
 def test_ctrl_c_keeps_completed_runs(tmp_path, monkeypatch, reference):
     calls = {"n": 0}
-    real = sim.simulate.Recorder.on_events
+    real = sim.engine.simulate.Recorder.on_events
 
     def interrupting(self, model, events):
         if self.run_id == 3:  # the third run is interrupted part-way
@@ -198,7 +198,7 @@ def test_ctrl_c_keeps_completed_runs(tmp_path, monkeypatch, reference):
                 raise KeyboardInterrupt
         return real(self, model, events)
 
-    monkeypatch.setattr(sim.simulate.Recorder, "on_events", interrupting)
+    monkeypatch.setattr(sim.engine.simulate.Recorder, "on_events", interrupting)
     sc = tiny()
     db = str(tmp_path / "ctrlc.db")
     with pytest.raises(KeyboardInterrupt):
@@ -214,7 +214,7 @@ def test_ctrl_c_keeps_completed_runs(tmp_path, monkeypatch, reference):
 
 KILLED = textwrap.dedent("""
     import sys
-    from sim.experiment import run_experiment
+    from sim.sweep.experiment import run_experiment
     from sim.scenario import parse_scenario
     text = sys.stdin.read()
     run_experiment(parse_scenario(text, "slow.toml"), sys.argv[1], progress=False)
@@ -271,7 +271,7 @@ def test_unreachable_dask_scheduler(tmp_path, monkeypatch):
 
 
 def test_warm_up_runs_a_tiny_simulation_and_leaves_nothing_behind(tmp_path, monkeypatch):
-    from sim.warmup import warm_up
+    from sim.engine.warmup import warm_up
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
@@ -282,10 +282,10 @@ def test_warm_up_runs_a_tiny_simulation_and_leaves_nothing_behind(tmp_path, monk
 
 
 def test_a_failing_warm_up_never_raises(monkeypatch):
-    import sim.warmup
+    import sim.engine.warmup
 
     def boom(*_a, **_k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sim.warmup, "run_into_store", boom)
-    assert sim.warmup.warm_up() is False
+    monkeypatch.setattr(sim.engine.warmup, "run_into_store", boom)
+    assert sim.engine.warmup.warm_up() is False

@@ -12,10 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 from cli import app
-from sim.dynamics import EventBatch
-from sim.graphstats import stream_stats, window_series
-from sim.store import open_store
-from sim.writer import EventWriter
+from sim.contract import EventBatch
+from sim.store.database import open_store
+from sim.store.writer import EventWriter
+from sim.sweep.graphstats import stream_stats, window_series
 
 # (t, src, dst, sign): 0->1 +, 1->0 +, 1->2 -, 2->1 +, 0->2 -, 0->1 + (repeat), 3->0 +
 STREAM = [(0.0, 0, 1, 1), (1.0, 1, 0, 1), (2.0, 1, 2, -1), (3.0, 2, 1, 1),

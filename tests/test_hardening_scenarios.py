@@ -27,9 +27,9 @@ from sim.config import (
     RecordingConfig,
     SimConfig,
 )
+from sim.engine.interventions import REGISTRY
+from sim.engine.kernel import NU, U_TRIES
 from sim.errors import SignsimError
-from sim.interventions import REGISTRY
-from sim.kernel import NU, U_TRIES
 from sim.limits import check_run_resources, estimate_memory, machine_memory
 from sim.scenario import DEFAULT_MAX, parse_scenario
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from cli import app
 from sim.errors import SignsimError
-from sim.importers import import_network, read_snap_signed
-from sim.store import open_store
+from sim.store.database import open_store
+from sim.store.importers import import_network, read_snap_signed
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "soc-sign-bitcoinotc.csv"
 
@@ -126,7 +126,7 @@ def test_failure_while_writing_removes_the_partial_run(tmp_path, monkeypatch):
     def boom(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("sim.store.Store.write_agents", boom)
+    monkeypatch.setattr("sim.store.database.Store.write_agents", boom)
     with pytest.raises(SignsimError, match="disk full.*partial run was removed"):
         import_network(str(db), write(tmp_path, GOOD, "second.csv"))
     assert counts(db) == (1, 4, 3)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from sim.config import SimConfig
-from sim.dynamics import apply_events
-from sim.engine import SocialModel
-from sim.kernel import NU, _balance_vote
+from sim.engine.dynamics import apply_events
+from sim.engine.kernel import NU, _balance_vote
+from sim.engine.model import SocialModel
 
 
 def tiny_model() -> SocialModel:
@@ -75,7 +75,7 @@ def test_unavailable_target_is_blocked_and_changes_nothing():
 
 
 def test_moderation_suspension_ends_the_batch():
-    from sim.kernel import Q
+    from sim.engine.kernel import Q
 
     model = tiny_model()
     model.policy[[Q.MOD_ON, Q.MOD_RECALL, Q.MOD_STRIKES]] = [1.0, 1.0, 2.0]

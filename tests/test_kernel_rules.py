@@ -2,7 +2,7 @@
 
 Each case builds a three-agent model, sets the actor's negativity and signed ties by hand,
 forces only the target, and feeds one act whose sign uniform lies just below or just above
-the probability the rule documents (``sim/dynamics.py``):
+the probability the rule documents (``sim/engine/dynamics.py``):
 ``P(negative) = sigmoid((d - eps) / T + b + c * n_a - beta * v_bal)``.
 """
 
@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from sim.dynamics import apply_events
-from sim.engine import SocialModel
-from sim.kernel import NU, U_SIGN, U_WEIGHT, P
+from sim.engine.dynamics import apply_events
+from sim.engine.kernel import NU, U_SIGN, U_WEIGHT, P
+from sim.engine.model import SocialModel
 
 from .test_kernel import tiny_model
 

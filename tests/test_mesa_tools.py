@@ -10,15 +10,15 @@ import pytest
 from mesa.batchrunner import batch_run
 
 from sim.config import SimConfig
-from sim.engine import SocialModel
+from sim.contract import KIND_CODES
+from sim.engine.mesa_tools import MODEL_REPORTERS, MesaSocialModel
+from sim.engine.metrics import METRIC_NAMES
+from sim.engine.model import SocialModel
+from sim.engine.recording import Recorder
 from sim.errors import SignsimError
-from sim.experiment import run_experiment
-from sim.kernel import KIND_CODES
-from sim.mesa_tools import MODEL_REPORTERS, MesaSocialModel
-from sim.metrics import METRIC_NAMES
-from sim.recording import Recorder
 from sim.scenario import load_scenario
-from sim.store import Store
+from sim.store.database import Store
+from sim.sweep.experiment import run_experiment
 
 CONFIDENCE = (0.3, 0.6)
 SHARE = (0.1, 0.4)

@@ -22,8 +22,8 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from sim.mesa_tools import MesaSocialModel
-from sim.viz import network_sample
+from sim.engine.mesa_tools import MesaSocialModel
+from sim.engine.viz import network_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -60,7 +60,7 @@ def server(tmp_path):
            "SIGNSIM_VIZ_SEED": "3"}
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "solara", "run", "sim.viz", "--port", str(port),
+            [sys.executable, "-m", "solara", "run", "sim.engine.viz", "--port", str(port),
              "--host", "127.0.0.1", "--production", "--no-open"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim import metrics as m
+from sim.engine import metrics as m
 
 T, F = True, False
 

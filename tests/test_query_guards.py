@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 
 from cli import app
 from sim.config import SimConfig
-from sim.query import _postgres_rows, _sqlite_rows, run_query
-from sim.simulate import run_into_store
-from sim.sqlguard import check_read_only_sql
-from sim.store import open_store
+from sim.engine.simulate import run_into_store
+from sim.store.database import open_store
+from sim.store.query import _postgres_rows, _sqlite_rows, run_query
+from sim.store.sqlguard import check_read_only_sql
 
 PG_URL = os.environ.get("SIGNSIM_TEST_PG_URL")
 runner = CliRunner()

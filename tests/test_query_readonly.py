@@ -15,11 +15,11 @@ import uuid
 import numpy as np
 import pytest
 
-from sim.dynamics import EventBatch
+from sim.contract import EventBatch
 from sim.errors import SignsimError
-from sim.query import run_query
-from sim.store import open_store
-from sim.writer import EventWriter
+from sim.store.database import open_store
+from sim.store.query import run_query
+from sim.store.writer import EventWriter
 
 from .test_graphstats_export import STREAM
 

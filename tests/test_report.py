@@ -5,9 +5,9 @@ import pytest
 from scipy import stats as sps
 
 from sim.errors import SignsimError
-from sim.plots import mean_band
-from sim.report import load_metrics, write_report
-from sim.store import Store
+from sim.store.database import Store
+from sim.sweep.plots import mean_band
+from sim.sweep.report import load_metrics, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TS = (0.0, 1.0, 2.0)

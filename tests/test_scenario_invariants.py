@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import pytest
 
-from sim.store import open_store
+from sim.store.database import open_store
 
 from .test_scenarios import SMALL, run_small
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from sim.config import DynamicsConfig, NetworkConfig, PopulationConfig, RecordingConfig
+from sim.engine.interventions import REGISTRY
 from sim.errors import SignsimError
-from sim.experiment import run_experiment
-from sim.interventions import REGISTRY
 from sim.scenario import Scenario, load_scenario, parse_scenario
-from sim.store import Store, open_store
+from sim.store.database import Store, open_store
+from sim.sweep.experiment import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from sim import stats as st
+from sim.sweep import stats as st
 from sim.errors import SignsimError
 
 

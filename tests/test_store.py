@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from sim.config import SimConfig
+from sim.engine.simulate import run_into_store
 from sim.errors import SignsimError
-from sim.simulate import run_into_store
-from sim.store import open_store
+from sim.store.database import open_store
 
 PG_URL = os.environ.get("SIGNSIM_TEST_PG_URL")
 

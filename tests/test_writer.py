@@ -7,13 +7,13 @@ import sqlite3
 import numpy as np
 import pytest
 
-from sim import sqlite_native
-from sim.dynamics import EventBatch
+from sim.contract import EventBatch
+from sim.engine.simulate import run_into_store
 from sim.errors import SignsimError
 from sim.scenario import parse_scenario
-from sim.simulate import run_into_store
-from sim.store import SQLITE_PRAGMAS, open_store
-from sim.writer import EventWriter
+from sim.store import sqlite_native
+from sim.store.database import SQLITE_PRAGMAS, open_store
+from sim.store.writer import EventWriter
 
 SCENARIO = """
 horizon = 6.0

@@ -8,7 +8,7 @@ looks like what happened there. The method:
    (``span``: first to last history event), ``[t0, t1]`` with ``t1`` the last history
    event. The target is :func:`models.twin.stats.stream_statistics` of the history's
    events in the window, given the history before ``t0``.
-2. **Simulator.** A plain :class:`sim.engine.SocialModel` of ``n_nodes`` citizens in one
+2. **Simulator.** A plain :class:`sim.engine.model.SocialModel` of ``n_nodes`` citizens in one
    group (uniform opinions, lognormal activity rates), whose initial follow network is
    the set of directed pairs rated positively before ``t0`` (an ``edge_list`` file in the
    work folder), runs ``L`` days with an in-memory recorder. Its delivered events, shifted
@@ -55,9 +55,9 @@ from models.twin.observed import Stream
 from models.twin.stats import SCOREBOARD, stream_statistics
 from sim.atomic import write_text_atomic
 from sim.config import DynamicsConfig, PopulationConfig, SimConfig
-from sim.engine import SocialModel
+from sim.engine.model import SocialModel
+from sim.engine.recording import Recorder
 from sim.errors import SignsimError
-from sim.recording import Recorder
 
 __all__ = [
     "DISTANCE_CAP",

@@ -24,12 +24,13 @@ from models.twin.choice import choose_target
 from models.twin.fit import TwinFit, replay
 from models.twin.graph import GraphState
 from models.twin.signs import pair_features
-from sim.agents import Population
-from sim.dynamics import EventBatch, apply_events
-from sim.kernel import CAUSES, U_CHOICE, U_PICK, U_SIDE, U_SIGN, U_TRIES, U_WEIGHT
+from sim.contract import CAUSES, EventBatch
+from sim.engine.agents import Population
+from sim.engine.dynamics import apply_events
+from sim.engine.kernel import U_CHOICE, U_PICK, U_SIDE, U_SIGN, U_TRIES, U_WEIGHT
 
 if TYPE_CHECKING:
-    from sim.engine import SocialModel
+    from sim.engine.model import SocialModel
 
 __all__ = ["NullDynamics", "TwinDynamics", "newcomer_slots", "slot_sources", "twin_population"]
 
@@ -118,7 +119,7 @@ class _GraphDynamics:
 
     def step(self, model: SocialModel, times: np.ndarray, actors: np.ndarray,
              uniforms: np.ndarray) -> EventBatch:
-        """Decide and deliver the acts up to the next refresh (see ``sim.dynamics.Dynamics``)."""
+        """Decide and deliver the acts up to the next refresh (see ``sim.engine.dynamics.Dynamics``)."""
         now = float(model.env.now)
         if not self.ready:
             self._start(model)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.contract import KIND_CODES
 from sim.errors import SignsimError
-from sim.kernel import KIND_CODES
-from sim.store import Store
+from sim.store.database import Store
 
 __all__ = ["Observed", "Stream", "TwinSplit", "load_observed", "split_observed"]
 
@@ -68,7 +68,7 @@ class Observed:
         name: Its scenario name.
         stream: All delivered events.
         node_ids: Original agent id of each renumbered node.
-        kind: Kind code per node (``sim.kernel.KIND_CODES``; imported nodes are citizens).
+        kind: Kind code per node (``sim.contract.KIND_CODES``; imported nodes are citizens).
         group: Group per node.
         opinion: Initial opinion per node.
         span: Run length in days (the run's horizon, or the last event's time).

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from models.twin.observed import TwinSplit
-from sim.kernel import KIND_CODES
+from sim.contract import KIND_CODES
 
 __all__ = ["fit_opinion_steps"]
 

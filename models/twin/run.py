@@ -30,10 +30,10 @@ from models.twin.dynamics import NullDynamics, TwinDynamics, newcomer_slots, twi
 from models.twin.fit import TwinFit, fit_twin
 from models.twin.observed import Stream, TwinSplit, load_observed, split_observed
 from sim.config import SimConfig
-from sim.dynamics import Dynamics
+from sim.engine.dynamics import Dynamics
+from sim.engine.simulate import run_into_store
 from sim.errors import SignsimError
-from sim.simulate import run_into_store
-from sim.store import Store, open_store
+from sim.store.database import Store, open_store
 
 __all__ = ["METHODS", "TwinResult", "apply_opinion_steps", "generate", "scoreboard_text",
            "stored_stream", "twin_config", "twin_run"]

@@ -23,12 +23,12 @@ from models.twin.fit import TwinFit, fit_twin
 from models.twin.observed import Observed, Stream, TwinSplit, _renumber, split_observed
 from models.twin.report import fmt_value
 from models.twin.run import apply_opinion_steps, stored_stream
-from sim.agents import Population
 from sim.config import SimConfig
-from sim.dynamics import Dynamics
+from sim.engine.agents import Population
+from sim.engine.dynamics import Dynamics
 from sim.errors import SignsimError
-from sim.importers import SECONDS_PER_DAY, read_snap_signed
-from sim.store import Store
+from sim.store.database import Store
+from sim.store.importers import SECONDS_PER_DAY, read_snap_signed
 
 __all__ = ["fidelity_rows", "load_source", "twin_generator"]
 

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from models.twin.graph import SIGN_FEATURES, GraphState
-from sim.kernel import KIND_CODES
+from sim.contract import KIND_CODES
 
 __all__ = ["ATTRIBUTE_FEATURES", "SignModel", "WeightSampler", "pair_features"]
 

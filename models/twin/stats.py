@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from models.twin.observed import Stream
-from sim.metrics import balanced_triangle_share, signed_triangle_census
+from sim.engine.metrics import balanced_triangle_share, signed_triangle_census
 
 __all__ = [
     "EXTRAS",

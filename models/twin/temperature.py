@@ -48,8 +48,8 @@ def calibrate_temperature(fit: TwinFit, temperatures: tuple[float, ...] = TEMPER
     """The temperature whose generated validation window is closest to the real one."""
     from models.twin.run import learned_generator, twin_config
     from models.twin.stats import ks_distance, relative_error, stream_statistics
-    from sim.engine import SocialModel
-    from sim.recording import Recorder
+    from sim.engine.model import SocialModel
+    from sim.engine.recording import Recorder
 
     val = _validation_split(fit.split)
     if len(val.history) < 5 or len(val.future) < 5:

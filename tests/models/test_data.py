@@ -13,10 +13,10 @@ from models.data import (
     resolve_run,
     split_by_time,
 )
-from sim.dynamics import EventBatch
+from sim.contract import EventBatch
 from sim.errors import SignsimError
-from sim.store import open_store
-from sim.writer import EventWriter
+from sim.store.database import open_store
+from sim.store.writer import EventWriter
 
 
 def write_run(store, rows, scenario="toy", status="complete"):

@@ -24,8 +24,8 @@ from sklearn.metrics import roc_auc_score
 from models.evaluate import evaluate_model
 from models.forecast import forecast_model
 from models.train import TrainConfig, train_run
-from sim.importers import import_network
-from sim.store import open_store
+from sim.store.database import open_store
+from sim.store.importers import import_network
 
 NODES = list(range(1, 17))
 DISLIKED = {4, 8, 12, 16}

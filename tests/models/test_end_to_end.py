@@ -13,9 +13,9 @@ from cli import app
 from models.evaluate import evaluate_model
 from models.forecast import forecast_model
 from models.train import TrainConfig, load_checkpoint, train_run
+from sim.engine.simulate import simulate
 from sim.errors import SignsimError
-from sim.simulate import simulate
-from sim.store import open_store
+from sim.store.database import open_store
 
 SMALL = {"memory_dim": 8, "time_dim": 4, "msg_dim": 8, "embed_dim": 8, "hidden": 16,
          "neighbors": 5}

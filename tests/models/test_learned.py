@@ -9,9 +9,9 @@ import pytest
 
 from models.learned import LearnedDynamics
 from models.train import TrainConfig, train_run
+from sim.engine.simulate import run_into_store, simulate
 from sim.scenario import parse_scenario
-from sim.simulate import run_into_store, simulate
-from sim.store import open_store
+from sim.store.database import open_store
 
 SMALL = {"memory_dim": 8, "time_dim": 4, "msg_dim": 8, "embed_dim": 8, "hidden": 16,
          "neighbors": 5}
@@ -75,8 +75,8 @@ def test_interventions_act_on_learned_decisions(checkpoint, tmp_path):
 
 
 def test_batches_are_capped_and_the_clock_stays_exact(checkpoint):
-    from sim.engine import SocialModel
-    from sim.recording import Recorder
+    from sim.engine.model import SocialModel
+    from sim.engine.recording import Recorder
 
     _, ckpt = checkpoint
     arm = scenario(ckpt)

@@ -21,9 +21,9 @@ from models.twin.fit import fit_twin
 from models.twin.graph import POP_TAU, GraphState
 from models.twin.observed import Observed, Stream, split_observed
 from models.twin.run import generate
+from sim.contract import KIND_CODES
 from sim.errors import SignsimError
-from sim.kernel import KIND_CODES
-from sim.store import open_store
+from sim.store.database import open_store
 
 E = math.exp
 
@@ -194,8 +194,8 @@ def test_split_refuses_bad_fractions() -> None:
 
 def test_interventions_act_on_twin_acts_and_blocked_acts_never_reach_the_twin() -> None:
     from models.twin.run import learned_generator, twin_config
-    from sim.engine import SocialModel
-    from sim.recording import Recorder
+    from sim.engine.model import SocialModel
+    from sim.engine.recording import Recorder
     from sim.scenario import parse_scenario
 
     obs = _simulated()
@@ -272,7 +272,7 @@ def test_opinion_steps_are_learned_from_snapshots(tmp_path) -> None:
     from models.twin.observed import load_observed
     from models.twin.opinions import fit_opinion_steps
     from sim.config import SimConfig
-    from sim.simulate import run_into_store
+    from sim.engine.simulate import run_into_store
 
     cfg = SimConfig(horizon=30.0)
     cfg.population.n_agents = 150

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sim.experiment import run_experiment
-from sim.report import write_report
 from sim.scenario import load_scenario
-from sim.store import open_store
+from sim.store.database import open_store
+from sim.sweep.experiment import run_experiment
+from sim.sweep.report import write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 OTC = ROOT / "data" / "soc-sign-bitcoinotc.csv"
@@ -64,8 +64,8 @@ def test_otc_twin_scenario_runs_and_reports_fidelity_first(small_source: Path, t
 
 
 def test_twin_scenario_refuses_a_missing_source(tmp_path: Path) -> None:
+    from sim.engine.simulate import simulate
     from sim.errors import SignsimError
-    from sim.simulate import simulate
 
     text = (ROOT / "scenarios" / "otc_twin.toml").read_text().replace(
         "../data/soc-sign-bitcoinotc.csv", "no-such-file.csv")

@@ -22,8 +22,8 @@ from models.twin.stats import (
     total_variation,
     wins,
 )
+from sim.engine.metrics import balanced_triangle_share, signed_triangle_census
 from sim.errors import SignsimError
-from sim.metrics import balanced_triangle_share, signed_triangle_census
 
 
 def stream(rows):

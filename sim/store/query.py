@@ -2,7 +2,7 @@
 
 Three guards, each enough on its own against the writes users have tried:
 
-1. The text is parsed (:mod:`sim.sqlguard`): exactly one statement, a read, with no
+1. The text is parsed (:mod:`sim.store.sqlguard`): exactly one statement, a read, with no
    write node or side-effecting function inside; anything else is refused before a
    connection is opened.
 2. The backend runs one statement only, inside a read-only transaction that signsim
@@ -30,8 +30,8 @@ import pandas as pd
 from sqlalchemy.exc import DBAPIError
 
 from sim.errors import SignsimError
-from sim.sqlguard import READ_KEYWORDS, WRITE_KEYWORDS, check_read_only_sql
-from sim.store import Store, resolve_url
+from sim.store.database import Store, resolve_url
+from sim.store.sqlguard import READ_KEYWORDS, WRITE_KEYWORDS, check_read_only_sql
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.metrics import balanced_triangle_share
-from sim.store import Store
+from sim.engine.metrics import balanced_triangle_share
+from sim.store.database import Store
 
 __all__ = ["graph_stats", "plot_stats", "stream_stats", "window_series"]
 

@@ -1,14 +1,14 @@
 """Mesa's browser visualisation (Solara) of a running signsim model.
 
 :func:`make_page` builds a ``mesa.visualization.SolaraViz`` page around a
-:class:`~sim.mesa_tools.MesaSocialModel` with three plots, redrawn at every step (one
+:class:`~sim.engine.mesa_tools.MesaSocialModel` with three plots, redrawn at every step (one
 metric tick): the opinion histogram per group, the negative share over the ticks (Mesa's
 own plot component, reading the DataCollector), and a signed network sample (the
 remembered signed ties of a fixed sample of agents, placed by opinion and group).
 The sidebar has Mesa's controls (step, play, reset) and sliders for the population size,
 the confidence bound and the seed.
 
-Serve it with ``solara run sim.viz``; the environment variables ``SIGNSIM_VIZ_SCENARIO``,
+Serve it with ``solara run sim.engine.viz``; the environment variables ``SIGNSIM_VIZ_SCENARIO``,
 ``SIGNSIM_VIZ_ARM``, ``SIGNSIM_VIZ_AGENTS``, ``SIGNSIM_VIZ_HORIZON`` and
 ``SIGNSIM_VIZ_SEED`` choose the model (default: 300 agents of the default settings over
 30 days, seed 0).
@@ -25,8 +25,8 @@ from matplotlib.figure import Figure
 from mesa.visualization import Slider, SolaraViz, make_plot_component
 from mesa.visualization.utils import update_counter
 
-from sim.kernel import KIND_CODES
-from sim.mesa_tools import MesaSocialModel
+from sim.contract import KIND_CODES
+from sim.engine.mesa_tools import MesaSocialModel
 
 __all__ = ["NetworkSample", "OpinionHistogram", "Page", "make_page", "network_sample"]
 
@@ -125,7 +125,7 @@ def _tick_axis(ax: Any) -> None:
 
 def make_page(*, scenario: str | None = None, arm: str | None = None, n_agents: int = 300,
               horizon: float = 30.0, seed: int = 0, confidence: float = 0.5) -> Any:
-    """A SolaraViz page of a :class:`~sim.mesa_tools.MesaSocialModel`.
+    """A SolaraViz page of a :class:`~sim.engine.mesa_tools.MesaSocialModel`.
 
     Args:
         scenario: Scenario file (``None``: the default settings).
@@ -170,5 +170,5 @@ def _env_settings() -> dict[str, Any]:
 
 @solara.component
 def Page() -> Any:
-    """The page ``solara run sim.viz`` serves (settings from ``SIGNSIM_VIZ_*``)."""
+    """The page ``solara run sim.engine.viz`` serves (settings from ``SIGNSIM_VIZ_*``)."""
     return make_page(**_env_settings())

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from sim.errors import SignsimError
-from sim.store import INTERACTION_COLUMNS, insert_sql
+from sim.store.database import INTERACTION_COLUMNS, insert_sql
 
 __all__ = ["NativeConnection", "available"]
 

@@ -1,7 +1,7 @@
 """Statistics for comparing scenario arms: per-run summaries, t-CIs, paired tests, Holm.
 
 Input is a long metric frame with columns ``run_id, arm, seed, t, name, value`` (see
-:func:`sim.report.load_metrics`). Each run's time series is reduced to two summaries per
+:func:`sim.sweep.report.load_metrics`). Each run's time series is reduced to two summaries per
 metric: its final value (the value at the run's last ``t``) and its time average (the
 trapezoid integral over ``t`` divided by the covered time span). Arms are compared with
 the baseline arm by pairing runs on their seed (the experiment uses common random

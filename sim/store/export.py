@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim.errors import SignsimError
-from sim.store import Store
+from sim.store.database import Store
 
 __all__ = ["EXPORT_FORMATS", "export_run", "run_frame"]
 
@@ -33,9 +33,9 @@ def export_run(store: Store, run_id: int, fmt: str, out: str | Path) -> Path:
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "pyg":
-        from models.export import export_temporal_data  # torch only when asked for
+        from sim.plugins import temporal_export  # torch only when asked for
 
-        return export_temporal_data(store, run_id, path)
+        return temporal_export(store, run_id, path)
     df = run_frame(store, run_id)
     if fmt == "csv":
         df.to_csv(path, index=False)

@@ -141,7 +141,7 @@ def plot_final_distribution(
     """Plot the distribution across seeds of one metric's final values, per arm.
 
     Args:
-        summaries: Output of :func:`sim.stats.run_summaries`.
+        summaries: Output of :func:`sim.sweep.stats.run_summaries`.
         name: The metric to plot.
         path: Where to write the PNG.
         baseline: The baseline arm (drawn first).

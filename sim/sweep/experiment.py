@@ -5,11 +5,11 @@ seed ``k`` are the same in every arm, so arm differences can be paired by seed.
 
 Each run is one task. A task carries everything it needs (the database string, the arm's
 settings and interventions, the seed and the scenario text), opens its own
-:class:`~sim.store.Store` inside the worker process and calls
-:func:`sim.simulate.run_into_store`. All workers write to the same database: SQLite (WAL,
+:class:`~sim.store.database.Store` inside the worker process and calls
+:func:`sim.engine.simulate.run_into_store`. All workers write to the same database: SQLite (WAL,
 busy timeout) on one machine, PostgreSQL when workers live on several machines.
 
-Executors (in :mod:`sim.executors`):
+Executors (in :mod:`sim.sweep.executors`):
 
 * ``workers=1``: in this process, one run after another.
 * ``workers>1``: a :class:`concurrent.futures.ProcessPoolExecutor` (``forkserver``
@@ -43,7 +43,10 @@ from tqdm import tqdm
 
 from sim.config import SimConfig
 from sim.errors import SignsimError, describe_exception
-from sim.executors import (
+from sim.scenario import InterventionSpec, Scenario
+from sim.store.database import Store, open_store
+from sim.store.schema import Run
+from sim.sweep.executors import (
     DASK_CONNECT_TIMEOUT,
     dask_cluster,
     run_dask,
@@ -52,9 +55,6 @@ from sim.executors import (
     sigint_aborts_run,
     sweep_stopped,
 )
-from sim.scenario import InterventionSpec, Scenario
-from sim.schema import Run
-from sim.store import Store, open_store
 
 __all__ = [
     "ExperimentFailed",
@@ -279,7 +279,7 @@ def execute_task(task: RunTask) -> RunRecord:
     Returns:
         The run's outcome.
     """
-    from sim.simulate import run_into_store
+    from sim.engine.simulate import run_into_store
 
     if sweep_stopped():
         return RunRecord(task.arm, task.seed, error="KeyboardInterrupt: sweep interrupted")

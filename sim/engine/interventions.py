@@ -8,18 +8,24 @@ blocks stay in ``interactions`` with ``delivered = false`` and ``blocked_by`` se
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from sim.agents import Citizen, CounterSpeaker
-from sim.config import AGENT_KINDS
-from sim.errors import SignsimError
-from sim.kernel import CITIZEN, COUNTER, KIND_CODES, Q
+from sim.config import (
+    BanParams,
+    BridgingParams,
+    CounterSpeechParams,
+    FrictionParams,
+    ModerationParams,
+    RateLimitParams,
+)
+from sim.contract import CITIZEN, COUNTER, KIND_CODES
+from sim.engine.agents import Citizen, CounterSpeaker
+from sim.engine.kernel import Q
 
 if TYPE_CHECKING:
-    from sim.engine import SocialModel
+    from sim.engine.model import SocialModel
     from sim.scenario import InterventionSpec
 
 __all__ = [
@@ -43,6 +49,9 @@ class Intervention:
     def __init__(self, spec: InterventionSpec) -> None:
         self.spec = spec
         self.params = spec.params
+        check = getattr(self.params, "check", None)
+        if check is not None:
+            check()
 
     def start(self, model: SocialModel) -> None:
         """Take effect at ``spec.start``."""
@@ -51,23 +60,6 @@ class Intervention:
     def stop(self, model: SocialModel) -> None:
         """Stop taking effect at ``spec.end``."""
         raise NotImplementedError
-
-
-@dataclass
-class ModerationParams:
-    """Moderation settings.
-
-    Attributes:
-        recall: Share of negative acts detected and blocked.
-        false_positive_rate: Share of positive acts wrongly blocked.
-        strikes: Blocked acts that get an agent suspended (0: never suspend).
-        suspension_days: Length of a suspension.
-    """
-
-    recall: float = field(default=0.7, metadata={"min": 0.0, "max": 1.0})
-    false_positive_rate: float = field(default=0.01, metadata={"min": 0.0, "max": 1.0})
-    strikes: int = field(default=3, metadata={"min": 0})
-    suspension_days: float = field(default=2.0, metadata={"min": 0.0})
 
 
 class Moderation(Intervention):
@@ -87,17 +79,6 @@ class Moderation(Intervention):
         model.log(self.name, "stop")
 
 
-@dataclass
-class FrictionParams:
-    """Friction prompt settings.
-
-    Attributes:
-        share: Share of would-be negative acts that the author reconsiders and withdraws.
-    """
-
-    share: float = field(default=0.3, metadata={"min": 0.0, "max": 1.0})
-
-
 class Friction(Intervention):
     """A prompt before posting: a share of would-be negative acts are withdrawn."""
 
@@ -111,18 +92,6 @@ class Friction(Intervention):
     def stop(self, model: SocialModel) -> None:  # noqa: D102
         model.policy[Q.FRICTION] = 0.0
         model.log(self.name, "stop")
-
-
-@dataclass
-class BridgingParams:
-    """Bridging recommendation settings.
-
-    Attributes:
-        share: Share of acts whose target is a recommended out-group agent with the
-            most similar opinion among a few random candidates.
-    """
-
-    share: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
 
 
 class Bridging(Intervention):
@@ -140,24 +109,7 @@ class Bridging(Intervention):
         model.log(self.name, "stop")
 
 
-@dataclass
-class RateLimitParams:
-    """Rate limit settings.
-
-    Attributes:
-        cap: Acts per calendar day an agent may make; further acts are blocked.
-        kinds: Agent kinds the cap applies to (empty: all kinds).
-    """
-
-    cap: float = field(default=5.0, metadata={"min_exclusive": 0.0})
-    kinds: list[str] = field(default_factory=list)
-
-
-def _kind_codes(kinds: list[str], where: str) -> list[int]:
-    for k in kinds:
-        if k not in AGENT_KINDS:
-            raise SignsimError(f"{where}: unknown agent kind '{k}'; use one of: "
-                               + ", ".join(AGENT_KINDS) + ".")
+def _kind_codes(kinds: list[str]) -> list[int]:
     return [KIND_CODES.index(k) for k in kinds] if kinds else list(range(len(KIND_CODES)))
 
 
@@ -169,7 +121,7 @@ class RateLimit(Intervention):
 
     def __init__(self, spec: InterventionSpec) -> None:
         super().__init__(spec)
-        self.codes = _kind_codes(self.params.kinds, "rate_limit.kinds")
+        self.codes = _kind_codes(self.params.kinds)
 
     def start(self, model: SocialModel) -> None:  # noqa: D102
         for c in self.codes:
@@ -182,19 +134,6 @@ class RateLimit(Intervention):
         model.log(self.name, "stop")
 
 
-@dataclass
-class BanParams:
-    """Ban settings.
-
-    Attributes:
-        kind: Ban every agent of this kind ("" to use ``top_k``).
-        top_k: Ban the k agents with the highest negativity at the start time.
-    """
-
-    kind: str = ""
-    top_k: int = field(default=0, metadata={"min": 0})
-
-
 class Ban(Intervention):
     """Removes agents (of a kind, or the top-k by negativity); lifted at ``end`` if given."""
 
@@ -203,11 +142,6 @@ class Ban(Intervention):
 
     def __init__(self, spec: InterventionSpec) -> None:
         super().__init__(spec)
-        p = self.params
-        if bool(p.kind) == bool(p.top_k):
-            raise SignsimError("ban: give exactly one of 'kind' or 'top_k'.")
-        if p.kind:
-            _kind_codes([p.kind], "ban.kind")
         self.banned = np.zeros(0, dtype=np.int64)
 
     def start(self, model: SocialModel) -> None:  # noqa: D102
@@ -229,19 +163,6 @@ class Ban(Intervention):
         model.population.active[self.banned] = True
         model.rates_changed()
         model.log(self.name, "unban", count=len(self.banned))
-
-
-@dataclass
-class CounterSpeechParams:
-    """Counter-speech settings.
-
-    Attributes:
-        agents: Citizens recruited as counter-speakers at the start.
-        rate_factor: Their activity rate is multiplied by this.
-    """
-
-    agents: int = field(default=10, metadata={"min": 1})
-    rate_factor: float = field(default=3.0, metadata={"min_exclusive": 0.0})
 
 
 class CounterSpeech(Intervention):

@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 
 from sim.errors import SignsimError, describe_exception
-from sim.schema import SCHEMA_VERSION, AgentRow, Base, Meta, Run
+from sim.store.schema import SCHEMA_VERSION, AgentRow, Base, Meta, Run
 
 __all__ = [
     "AGENT_COLUMNS",
@@ -364,7 +364,7 @@ class Store:
 
         SQLite gets multi-row ``VALUES`` statements (about 2.4x faster than
         ``executemany`` there); PostgreSQL gets ``COPY``. Events written to a SQLite
-        file take the native path of :mod:`sim.writer` instead, where it is available.
+        file take the native path of :mod:`sim.store.writer` instead, where it is available.
         """
         width = len(columns)
         n = len(flat) // width

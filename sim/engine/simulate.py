@@ -9,18 +9,17 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from sim.agents import Population
 from sim.config import SimConfig
-from sim.dynamics import Dynamics
-from sim.engine import SocialModel
-from sim.errors import SignsimError
-from sim.kernel import KIND_CODES
-from sim.recording import Recorder
+from sim.contract import KIND_CODES
+from sim.engine.agents import Population
+from sim.engine.dynamics import Dynamics
+from sim.engine.model import SocialModel
+from sim.engine.recording import Recorder
+from sim.plugins import learned_dynamics, twin_dynamics
 from sim.scenario import InterventionSpec
-from sim.store import Store
+from sim.store.database import Store
 
-__all__ = ["SimResult", "learned_dynamics", "progress_step", "run_into_store", "simulate",
-           "twin_dynamics", "write_agent_rows"]
+__all__ = ["SimResult", "progress_step", "run_into_store", "simulate", "write_agent_rows"]
 
 
 @dataclass
@@ -49,27 +48,9 @@ def progress_step(horizon: float) -> float:
 
     Each ``model.run(until=...)`` stop is an event on the SimPy clock, and the activity
     process redraws its batch at every event, so these stops are part of a stored run's
-    trajectory: whoever replays a run (``sim.mesa_tools``) stops at the same times.
+    trajectory: whoever replays a run (``sim.engine.mesa_tools``) stops at the same times.
     """
     return max(horizon / 100.0, 1e-9)
-
-
-def learned_dynamics(config: SimConfig) -> Dynamics:
-    """The learned dynamics named by ``dynamics.model`` (imports torch, only then)."""
-    from pathlib import Path
-
-    if not Path(config.dynamics.model).is_file():
-        raise SignsimError(f"dynamics.model: checkpoint '{config.dynamics.model}' does not exist.")
-    from models.learned import LearnedDynamics
-
-    return LearnedDynamics(config.dynamics.model, candidates=config.dynamics.model_candidates)
-
-
-def twin_dynamics(config: SimConfig) -> tuple[Dynamics, Population, SimConfig]:
-    """The learned twin named by ``dynamics.twin``: dynamics, nodes and adjusted settings."""
-    from models.twin.scenario import twin_generator
-
-    return twin_generator(config)
 
 
 def run_into_store(
@@ -163,7 +144,7 @@ def simulate(
     """
     from sim.limits import check_horizon, check_run_resources, check_seed
     from sim.scenario import build_dataclass, load_scenario
-    from sim.store import open_store
+    from sim.store.database import open_store
 
     if scenario_path is not None:
         scenario = load_scenario(scenario_path)

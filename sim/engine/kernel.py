@@ -1,6 +1,6 @@
 """The compiled event kernel: one act after another, in time order, over columnar state.
 
-Each act is processed exactly as the rules in :mod:`sim.dynamics` describe, one event at
+Each act is processed exactly as the rules in :mod:`sim.engine.dynamics` describe, one event at
 a time, so every decision sees the effects of all earlier events. The loops are compiled
 with numba; setting ``NUMBA_DISABLE_JIT=1`` runs the same code as plain Python.
 
@@ -16,28 +16,28 @@ from enum import IntEnum
 import numpy as np
 from numba import njit
 
+from sim.contract import (
+    B_FRICTION,
+    B_MODERATION,
+    B_NONE,
+    B_RATE,
+    B_UNAVAILABLE,
+    COUNTER,
+    COUNTERED,
+    EXPOSURE,
+    ORGANIC,
+    RECOMMENDED,
+    REPLY,
+    TROLL,
+)
+
 __all__ = [
-    "BLOCKS",
-    "CAUSES",
-    "KIND_CODES",
     "NU",
     "P",
     "Q",
     "choose_targets",
     "run_events",
 ]
-
-#: Agent kind codes (index into this tuple).
-KIND_CODES = ("citizen", "influencer", "troll", "counter_speaker")
-CITIZEN, INFLUENCER, TROLL, COUNTER = 0, 1, 2, 3
-
-#: Why an act was aimed at its target (``interactions.cause``).
-CAUSES = ("organic", "exposure", "reply", "recommended", "counter", "learned")
-ORGANIC, EXPOSURE, REPLY, RECOMMENDED, COUNTERED = 0, 1, 2, 3, 4
-
-#: Why an act was not delivered (``interactions.blocked_by``; index 0: delivered).
-BLOCKS = (None, "moderation", "friction", "rate_limit", "unavailable")
-B_NONE, B_MODERATION, B_FRICTION, B_RATE, B_UNAVAILABLE = 0, 1, 2, 3, 4
 
 #: Uniform random numbers consumed per event.
 NU = 16

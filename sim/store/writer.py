@@ -6,10 +6,10 @@ always matches its committed rows, whatever happens to the process.
 
 Two paths write the same rows:
 
-* SQLite files use :class:`sim.sqlite_native.NativeConnection` when it is available:
+* SQLite files use :class:`sim.store.sqlite_native.NativeConnection` when it is available:
   numpy columns are bound from compiled code with the GIL released.
 * PostgreSQL (``COPY``), and SQLite where native writes are unavailable, build Python
-  rows and go through SQLAlchemy (:meth:`sim.store.Store.insert_flat`).
+  rows and go through SQLAlchemy (:meth:`sim.store.database.Store.insert_flat`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ import numpy as np
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
-from sim import sqlite_native
-from sim.dynamics import EventBatch
-from sim.kernel import BLOCKS, CAUSES
-from sim.schema import Run
-from sim.store import INTERACTION_COLUMNS, SQLITE_PRAGMAS, Store
+from sim.contract import BLOCKS, CAUSES, EventBatch
+from sim.store import sqlite_native
+from sim.store.database import INTERACTION_COLUMNS, SQLITE_PRAGMAS, Store
+from sim.store.schema import Run
 
 __all__ = ["EVENT_FIELDS", "EventWriter", "event_rows"]
 

@@ -15,10 +15,10 @@ import mesa
 import numpy as np
 
 from sim.config import PopulationConfig
-from sim.kernel import KIND_CODES
+from sim.contract import KIND_CODES
 
 if TYPE_CHECKING:
-    from sim.engine import SocialModel
+    from sim.engine.model import SocialModel
 
 __all__ = [
     "AGENT_CLASSES",
@@ -39,7 +39,7 @@ class Population:
     Attributes:
         opinion: Opinion on the configured interval.
         group: Group (community) index.
-        kind: Kind code (index into ``sim.kernel.KIND_CODES``).
+        kind: Kind code (index into ``sim.contract.KIND_CODES``).
         rate: Base activity rate (acts per day).
         negativity: Affect level in [0, 1] as of ``neg_time`` (decays after it).
         neg_time: Time of the last negativity update.

@@ -24,15 +24,16 @@ import mesa
 import numpy as np
 import simpy
 
-from sim.agents import AGENT_CLASSES, Population, SignedAgent, draw_population
 from sim.config import SimConfig
-from sim.dynamics import Dynamics, EventBatch, MechanisticDynamics, parameter_vector
-from sim.kernel import INFLUENCER, NU, Q
-from sim.network import build_network
+from sim.contract import INFLUENCER, EventBatch
+from sim.engine.agents import AGENT_CLASSES, Population, SignedAgent, draw_population
+from sim.engine.dynamics import Dynamics, MechanisticDynamics, parameter_vector
+from sim.engine.kernel import NU, Q
+from sim.engine.network import build_network
 
 if TYPE_CHECKING:
-    from sim.interventions import Intervention
-    from sim.recording import Recorder
+    from sim.engine.interventions import Intervention
+    from sim.engine.recording import Recorder
     from sim.scenario import InterventionSpec
 
 __all__ = ["NetState", "SocialModel"]
@@ -103,7 +104,7 @@ class SocialModel(mesa.Model):
     Attributes:
         datacollector: A ``mesa.DataCollector`` that the recorder fills at each metric tick
             (``None``, the default: stored runs keep their log in the database only; see
-            :mod:`sim.mesa_tools`).
+            :mod:`sim.engine.mesa_tools`).
     """
 
     def __init__(
@@ -159,7 +160,7 @@ class SocialModel(mesa.Model):
 
     # -- scheduling --------------------------------------------------------------------
     def _schedule_intervention(self, spec: InterventionSpec) -> None:
-        from sim.interventions import REGISTRY
+        from sim.engine.interventions import REGISTRY
 
         intervention = REGISTRY[spec.type](spec)
         self.interventions.append(intervention)

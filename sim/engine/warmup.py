@@ -1,7 +1,7 @@
 """Warm start for sweep workers: importing this module loads every compiled loop.
 
 A sweep's process-pool and Dask ``LocalCluster`` workers fork from one fork server
-(:mod:`sim.executors`), which imports this module first. Each worker then starts with
+(:mod:`sim.sweep.executors`), which imports this module first. Each worker then starts with
 numba initialised, the event kernel and metric loops loaded from numba's cache and the
 native SQLite writer compiled, instead of paying about a second for that in its first
 run. Nothing is left open: the tiny run's database is closed and deleted before any
@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from sim.config import SimConfig
-from sim.simulate import run_into_store
-from sim.store import open_store
+from sim.engine.simulate import run_into_store
+from sim.store.database import open_store
 
 __all__ = ["warm_up"]
 

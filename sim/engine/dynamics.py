@@ -3,7 +3,7 @@ r"""Decision rules: the ``Dynamics`` protocol and the mechanistic rules behind i
 The engine hands a dynamics object the times and actors of a batch of acts (drawn from
 the superposed Poisson process) plus per-event uniforms, and gets back an
 :class:`EventBatch`. The mechanistic rules, applied to one act of agent ``a`` at time
-``t`` (all in :mod:`sim.kernel`):
+``t`` (all in :mod:`sim.engine.kernel`):
 
 * **Target.** Counter-speakers answer a recent victim of a negative act. Otherwise, with
   probability ``p_reply`` the agent replies to whoever last acted on it; trolls look for
@@ -34,51 +34,24 @@ the superposed Poisson process) plus per-event uniforms, and gets back an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from sim.config import DynamicsConfig, PopulationConfig
-from sim.kernel import P, choose_targets, empty_forcing, run_events
+from sim.contract import EventBatch
+from sim.engine.kernel import P, choose_targets, empty_forcing, run_events
 
 if TYPE_CHECKING:
-    from sim.engine import SocialModel
+    from sim.engine.model import SocialModel
 
 __all__ = [
     "Dynamics",
-    "EventBatch",
     "MechanisticDynamics",
     "apply_events",
     "choose_batch_targets",
     "parameter_vector",
 ]
-
-
-@dataclass
-class EventBatch:
-    """The acts of one engine step, in time order.
-
-    ``blocked`` holds codes of ``sim.kernel.BLOCKS`` (0: delivered) and ``cause`` codes of
-    ``sim.kernel.CAUSES``. ``suspended`` is an agent suspended by the last act, or -1.
-    ``until`` (optional) is the time up to which the dynamics consumed the activity process
-    when it stopped early at a time of its own choosing (a learned intensity that it
-    refreshes every few hours): the engine then resumes from ``until`` instead of the
-    last act. It must not exceed the time of the first discarded act.
-    """
-
-    t: np.ndarray
-    src: np.ndarray
-    dst: np.ndarray
-    sign: np.ndarray
-    weight: np.ndarray
-    blocked: np.ndarray
-    cause: np.ndarray
-    suspended: int = -1
-    until: float = float("nan")
-
-    def __len__(self) -> int:
-        return int(self.t.shape[0])
 
 
 @runtime_checkable
@@ -99,7 +72,7 @@ class Dynamics(Protocol):
             model: The running model (its state arrays are updated in place).
             times: Event times, ascending.
             actors: Acting agent of each event.
-            uniforms: ``(len(times), sim.kernel.NU)`` uniforms from the model's generator.
+            uniforms: ``(len(times), sim.engine.kernel.NU)`` uniforms from the model's generator.
 
         Returns:
             The processed prefix of the batch.

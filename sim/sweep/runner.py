@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.experiment import ExperimentResult, run_experiment
-from sim.report import write_report
 from sim.scenario import load_scenario
-from sim.store import Store
+from sim.store.database import Store
+from sim.sweep.experiment import ExperimentResult, run_experiment
+from sim.sweep.report import write_report
 
 __all__ = ["SweepOutcome", "render_report", "run_scenario_file"]
 

@@ -4,8 +4,8 @@ Each executor takes a list of tasks and a task function and yields one record pe
 in completion order. The executors know nothing about what a task is: the caller passes
 ``execute`` (run one task, return its record; must be a picklable module-level function
 for the pool and Dask executors) and ``failed`` (the record of a task whose worker died or
-was interrupted, given an ``"Type: message"`` error). :mod:`sim.experiment` passes
-:func:`sim.experiment.execute_task`, so this module does not import it.
+was interrupted, given an ``"Type: message"`` error). :mod:`sim.sweep.experiment` passes
+:func:`sim.sweep.experiment.execute_task`, so this module does not import it.
 
 * :func:`run_in_process`: one task after another, in this process.
 * :func:`run_pool`: a :class:`concurrent.futures.ProcessPoolExecutor` (``forkserver``
@@ -72,8 +72,8 @@ _STOP_GRACE_S = 10.0
 _PARENT_DIED = 70
 
 #: Modules the fork server imports once, so that workers start with them loaded (and,
-#: through ``sim.warmup``, with the compiled loops ready).
-_PRELOAD = ["sim.experiment", "sim.simulate", "sim.warmup"]
+#: through ``sim.engine.warmup``, with the compiled loops ready).
+_PRELOAD = ["sim.sweep.experiment", "sim.engine.simulate", "sim.engine.warmup"]
 
 
 # -- the worker side -----------------------------------------------------------------------

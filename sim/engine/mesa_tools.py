@@ -1,11 +1,11 @@
 """Mesa's own tools on signsim: a DataCollector of signsim's metrics and a sweepable model.
 
-:class:`MesaSocialModel` is a :class:`~sim.engine.SocialModel` built from keyword
+:class:`MesaSocialModel` is a :class:`~sim.engine.model.SocialModel` built from keyword
 arguments only (a scenario file and arm, a seed, and overrides such as the population size,
 the confidence bound or the share of the arm's interventions), so that
 ``mesa.batch_run`` can sweep it and Mesa's Solara visualisation can rebuild it. It carries
 a ``mesa.DataCollector`` (:func:`make_datacollector`) that the recorder fills at every metric
-tick: the model reporters are the values of :func:`sim.metrics.compute_window_metrics` that
+tick: the model reporters are the values of :func:`sim.engine.metrics.compute_window_metrics` that
 the same tick writes to a stored run's ``metrics`` table, the agent reporters are each
 agent's opinion, negativity and kind.
 
@@ -13,8 +13,8 @@ One Mesa step is one metric interval (``recording.metric_cadence``, one day by d
 Step ``s`` of the DataCollector is the tick at ``t = s * cadence`` (the last one at the
 horizon), Step 0 is collected when the model is built, and the step after the horizon
 sets ``running = False``. The clock stops at the same times as a stored run
-(:func:`sim.simulate.progress_step`) and the model draws its randomness exactly as
-:func:`sim.simulate.run_into_store` does, so a model and a stored run of the same
+(:func:`sim.engine.simulate.progress_step`) and the model draws its randomness exactly as
+:func:`sim.engine.simulate.run_into_store` does, so a model and a stored run of the same
 settings and seed have identical metric values.
 
 Stored runs never get a DataCollector (``SocialModel.datacollector`` is ``None``): the
@@ -31,14 +31,15 @@ from typing import Any
 import mesa
 import numpy as np
 
-from sim.agents import SignedAgent
 from sim.config import SimConfig
-from sim.engine import SocialModel
+from sim.engine.agents import SignedAgent
+from sim.engine.metrics import METRIC_NAMES
+from sim.engine.model import SocialModel
+from sim.engine.recording import Recorder
+from sim.engine.simulate import progress_step
 from sim.errors import SignsimError
-from sim.metrics import METRIC_NAMES
-from sim.recording import Recorder
+from sim.plugins import learned_dynamics
 from sim.scenario import InterventionSpec, build_dataclass
-from sim.simulate import learned_dynamics, progress_step
 
 __all__ = ["AGENT_REPORTERS", "MODEL_REPORTERS", "MesaSocialModel", "make_datacollector"]
 
@@ -73,7 +74,7 @@ def _kind(agent: SignedAgent) -> str:
 
 
 #: Model reporters: simulated time ``t`` (days), the seed, and every metric of
-#: :data:`sim.metrics.METRIC_NAMES` as computed by the recorder's tick.
+#: :data:`sim.engine.metrics.METRIC_NAMES` as computed by the recorder's tick.
 MODEL_REPORTERS: dict[str, Any] = {
     "t": _time,
     "seed": _seed,
@@ -154,7 +155,7 @@ def _settings(
 
 
 class MesaSocialModel(SocialModel):
-    """A :class:`~sim.engine.SocialModel` with a DataCollector, built from keywords only.
+    """A :class:`~sim.engine.model.SocialModel` with a DataCollector, built from keywords only.
 
     Every argument is keyword-only with a default, so ``mesa.batch_run`` can sweep any of
     them and Mesa's Solara visualisation can rebuild the model from its parameters.

@@ -2,7 +2,7 @@
 
 :func:`write_report` re-renders everything from the database alone: it reads the
 ``metrics`` of the scenario's complete runs (:func:`load_metrics`), summarises and
-compares them (:mod:`sim.stats`), draws the PNGs (:mod:`sim.plots`) and writes
+compares them (:mod:`sim.sweep.stats`), draws the PNGs (:mod:`sim.sweep.plots`) and writes
 ``report.md`` (Markdown tables, verdicts, image links) and ``report.html`` (standalone,
 the PNGs embedded as base64 data URIs) into the output folder.
 """
@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 from sim.atomic import write_text_atomic
+from sim.engine.metrics import METRIC_DESCRIPTIONS, METRIC_NAMES
 from sim.errors import SignsimError
-from sim.metrics import METRIC_DESCRIPTIONS, METRIC_NAMES
-from sim.plots import arm_order, plot_final_distribution, plot_timeseries, slug
 from sim.scenario import check_name
-from sim.stats import arm_summary, compare_arms, run_summaries
-from sim.store import Store
+from sim.store.database import Store
+from sim.sweep.plots import arm_order, plot_final_distribution, plot_timeseries, slug
+from sim.sweep.stats import arm_summary, compare_arms, run_summaries
 
 __all__ = ["load_metrics", "selected_runs", "write_report"]
 
@@ -253,10 +253,10 @@ def _twin_fidelity(store: Store, runs: pd.DataFrame, baseline: str
     arm = next((a for a in scenario.arms if a.name == baseline), None)
     if arm is None or not arm.config.dynamics.twin:
         return None
-    from models.twin.scenario import fidelity_rows
+    from sim.plugins import twin_fidelity_rows
 
     dyn = arm.config.dynamics
-    return fidelity_rows(store, ids, dyn.twin, dyn.twin_split, arm.config.horizon)
+    return twin_fidelity_rows(store, ids, dyn.twin, dyn.twin_split, arm.config.horizon)
 
 
 def _write_report(store: Store, scenario: str, out: Path, baseline: str) -> Path:

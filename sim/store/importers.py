@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete
 
-from sim.dynamics import EventBatch
+from sim.contract import EventBatch
 from sim.errors import SignsimError
-from sim.schema import AgentRow, Interaction, Run
-from sim.store import Store, open_store
-from sim.writer import EventWriter
+from sim.store.database import Store, open_store
+from sim.store.schema import AgentRow, Interaction, Run
+from sim.store.writer import EventWriter
 
 __all__ = [
     "FORMATS",
@@ -189,7 +189,7 @@ def import_network(
     """Import a signed edge-list file as a complete ``observed`` run.
 
     Args:
-        db: A database path/URL or an open :class:`~sim.store.Store`.
+        db: A database path/URL or an open :class:`~sim.store.database.Store`.
         path: The edge-list file.
         fmt: The file format; only ``snap-signed`` is known.
         name: The run's scenario name; defaults to the file stem.

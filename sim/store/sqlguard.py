@@ -7,7 +7,7 @@ query, or (PostgreSQL) ``SHOW name``; and when no node inside it writes (a data-
 CTE, ``SELECT ... INTO``, ``FOR UPDATE``) or calls a function with side effects outside
 the database's tables (large objects, server files, signals to other sessions, settings,
 advisory locks, notifications, SQL text run by a function). This check is the first of
-three guards; the backend's own guarantees (:mod:`sim.query`) hold even if it is fooled.
+three guards; the backend's own guarantees (:mod:`sim.store.query`) hold even if it is fooled.
 """
 
 from __future__ import annotations

@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
-from sim.dynamics import EventBatch
-from sim.kernel import BLOCKS
-from sim.store import Store
-from sim.writer import EventWriter
+from sim.contract import BLOCKS, EventBatch
+from sim.store.database import Store
+from sim.store.writer import EventWriter
 
 if TYPE_CHECKING:
-    from sim.engine import SocialModel
+    from sim.engine.model import SocialModel
 
 __all__ = ["Recorder"]
 
@@ -121,7 +120,7 @@ class Recorder:
         return out
 
     def _record_metrics(self, model: SocialModel) -> None:
-        from sim.metrics import compute_window_metrics, metric_rows
+        from sim.engine.metrics import compute_window_metrics, metric_rows
 
         pop = model.population
         now = model.env.now
