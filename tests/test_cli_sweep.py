@@ -31,7 +31,7 @@ def test_run_then_report_from_the_database(tmp_path):
     res = runner.invoke(app, ["run", str(scen), "--db", str(db), "--workers", "1",
                               "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output
-    assert "4 runs (0 already complete)" in res.output
+    assert "4 runs made" in res.output and "already complete" not in res.output
     con = sqlite3.connect(db)
     runs = con.execute("SELECT arm, seed, status FROM runs ORDER BY arm, seed").fetchall()
     blocked = con.execute("SELECT count(*) FROM interactions i JOIN runs r ON r.id = i.run_id "
@@ -52,7 +52,36 @@ def test_run_then_report_from_the_database(tmp_path):
     assert (out / "report.md").read_text() == first
     res = runner.invoke(app, ["run", str(scen), "--db", str(db), "--workers", "1", "--resume",
                               "--out", str(out), "--no-progress"])
-    assert res.exit_code == 0 and "0 runs (4 already complete)" in res.output
+    assert res.exit_code == 0 and "0 runs made" in res.output
+
+
+def test_run_twice_reuses_fresh_runs_again_and_a_changed_file_is_refused(tmp_path):
+    scen = tmp_path / "tiny.toml"
+    scen.write_text(TINY)
+    db, out = tmp_path / "t.db", tmp_path / "rep"
+    runner = CliRunner()
+    args = ["run", str(scen), "--db", str(db), "--workers", "1", "--out", str(out),
+            "--no-progress"]
+    assert runner.invoke(app, args).exit_code == 0
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == "4 of 4 runs already complete, reused; use --fresh to run them again"
+    assert lines[1].startswith("0 runs made, 0 events in ")
+    res = runner.invoke(app, [*args, "--fresh"])
+    assert res.exit_code == 0, res.output
+    assert "fresh: every (arm, seed) was run again; the report uses the newest complete run " \
+           "of each (arm, seed)" in res.output and "4 runs made" in res.output
+    con = sqlite3.connect(db)
+    per_pair = con.execute("SELECT arm, seed, count(*) FROM runs WHERE status = 'complete' "
+                           "GROUP BY arm, seed").fetchall()
+    con.close()
+    assert sorted(n for _, _, n in per_pair) == [2, 2, 2, 2]
+    scen.write_text(TINY.replace("share = 0.5", "share = 0.6"))
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "Scenario 'tiny' has changed" in res.output and "8 complete runs" in res.output
+    assert "give the changed scenario a new name" in res.output
 
 
 def test_report_on_unknown_scenario_is_a_clear_error(tmp_path):

@@ -142,14 +142,24 @@ def test_resume_reruns_only_missing_pairs(tmp_path, reference):
     store.dispose()
 
 
-def test_resume_ignores_runs_of_another_scenario_text(tmp_path):
+def test_a_changed_scenario_text_under_the_same_name_is_refused(tmp_path):
     sc = tiny()
     db = str(tmp_path / "text.db")
     run_experiment(sc, db, progress=False, arms=["baseline"])
+    store = open_store(db)
+    before = store.runs()
     changed = parse_scenario(TINY.replace("recall = 0.6", "recall = 0.5"), "tiny.toml")
-    result = run_experiment(changed, db, resume=True, progress=False)
-    assert sorted(result.run_ids) == [("baseline", 3), ("baseline", 7),
-                                      ("moderation", 3), ("moderation", 7)]
+    for kw in ({}, {"fresh": True}, {"resume": True}):
+        with pytest.raises(SignsimError, match=r"Scenario 'tiny' has changed: .*text.db holds 2 "
+                           r"complete runs of it made from another scenario text .*nothing was "
+                           r"run. To keep both, give the changed scenario a new name"):
+            run_experiment(changed, db, progress=False, **kw)
+    assert store.runs().equals(before)  # nothing run, nothing marked
+    renamed = parse_scenario(TINY.replace("recall = 0.6", "recall = 0.5").replace(
+        'name = "tiny"', 'name = "tiny_v2"'), "tiny.toml")
+    result = run_experiment(renamed, db, progress=False)
+    assert len(result.runs) == 4 and result.skipped == []
+    store.dispose()
 
 
 def test_arms_filter_and_bad_arguments(tmp_path):

@@ -194,7 +194,7 @@ def _report_with_small_file_limit(db: Path, out: Path, limit: int) -> subprocess
 
     return subprocess.run(
         [sys.executable, "-c", "from cli import app; app()", "report", "--scenario", "tiny",
-         "--db", str(db), "--out", str(out)],
+         "--db", str(db), "--out", str(out), "--no-progress"],
         capture_output=True, text=True, preexec_fn=limit_files, timeout=300,
         cwd=ROOT,
     )

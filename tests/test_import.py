@@ -167,4 +167,4 @@ def test_cli_import_and_errors(tmp_path):
     assert "Traceback" not in bad.output
     fmt = runner.invoke(app, ["import", str(write(tmp_path, GOOD)), "--db", db,
                               "--format", "csv"])
-    assert fmt.exit_code == 2 and "Unknown import format" in fmt.output
+    assert fmt.exit_code == 2 and "'--format': Value error, 'csv' is not one of" in fmt.output

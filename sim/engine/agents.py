@@ -4,12 +4,16 @@ Each simulated person is a :class:`mesa.Agent` (so users get Mesa's ``AgentSet``
 selection, grouping and shuffling), but its state lives in the numpy arrays of
 :class:`Population`, which the compiled kernel updates in place. An agent is therefore a
 typed view: ``agent.opinion`` reads and writes ``population.opinion[agent.index]``.
+The model makes a person's agent when someone first asks for it
+(:mod:`sim.engine.agentset`), so building a population costs no Python object per person.
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import mesa
 import numpy as np
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AGENT_CLASSES",
+    "AgentViews",
     "Citizen",
     "CounterSpeaker",
     "Influencer",
@@ -115,13 +120,35 @@ def draw_population(cfg: PopulationConfig, rng: np.random.Generator) -> Populati
 
 
 class SignedAgent(mesa.Agent):
-    """A person in the signed network; a typed view into :class:`Population`."""
+    """A person in the signed network; a typed view into :class:`Population`.
+
+    The model's agent registry (``model.agent_list``, :mod:`sim.engine.agentset`) makes
+    these views and registers them, one per person; ``unique_id`` is ``index + 1`` (Mesa
+    numbers agents from 1, in the order they were made: here, the people's order).
+
+    Args:
+        model: The model.
+        index: The person's row in the population arrays.
+    """
 
     kind: ClassVar[str] = "citizen"
 
     def __init__(self, model: SocialModel, index: int) -> None:
-        super().__init__(model)
-        self.index = index
+        # Not mesa.Agent.__init__: that draws an id and registers the agent with the model,
+        # which the registry does for every person at once.
+        self.model = model
+        self._index = int(index)
+        self.pos = None
+
+    @property
+    def index(self) -> int:
+        """The person's row in the population arrays (agent id in the database)."""
+        return self._index
+
+    @property
+    def unique_id(self) -> int:  # type: ignore[override]
+        """Mesa's id: ``index + 1``."""
+        return self._index + 1
 
     @property
     def _pop(self) -> Population:
@@ -181,5 +208,163 @@ class CounterSpeaker(SignedAgent):
     kind = "counter_speaker"
 
 
+_NO_KEYS = np.zeros(0, dtype=np.int64)
+
 #: Agent class of each kind code.
 AGENT_CLASSES: tuple[type[SignedAgent], ...] = (Citizen, Influencer, Troll, CounterSpeaker)
+
+
+class AgentViews:
+    """Every person's agent by index, made on first access; the model's agent registry.
+
+    Args:
+        model: The model whose ``population`` the agents view.
+    """
+
+    def __init__(self, model: SocialModel) -> None:
+        self.model = model
+        self.population = model.population
+        self.n = self.population.n
+        self.n_registered = self.n
+        #: ``None`` while every person is registered (no removal yet).
+        self.registered: np.ndarray | None = None
+        #: Other Mesa agents registered with the model, by (negative) key, in order.
+        self.extras: dict[int, mesa.Agent] = {}
+        self._extra_key: dict[mesa.Agent, int] = {}
+        self._cache: dict[int, SignedAgent] = {}
+        self._next_uid = self.n + 1
+
+    def __len__(self) -> int:
+        """Number of people."""
+        return self.n
+
+    def __getitem__(self, i: int) -> SignedAgent:
+        """Person ``i``'s agent (negative indices count from the end)."""
+        i = operator.index(i)
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(f"agent index {i} out of range 0..{self.n - 1}")
+        return self.view(i)
+
+    def __iter__(self) -> Iterator[SignedAgent]:
+        """Every person's agent, in index order."""
+        return map(self.view, range(self.n))
+
+    def view(self, i: int) -> SignedAgent:
+        """Person ``i``'s agent, of the class of its current kind (made once, then kept)."""
+        cls = AGENT_CLASSES[self.population.kind[i]]
+        agent = self._cache.get(i)
+        if agent is None or type(agent) is not cls:
+            agent = cls(self.model, i)
+            self._cache[i] = agent
+        return agent
+
+    def agent(self, key: int) -> mesa.Agent:
+        """The agent of a key (a person's index, or a negative key of another agent)."""
+        return self.view(key) if key >= 0 else self.extras[key]
+
+    def key_of(self, agent: Any) -> int | None:
+        """The key of a current member of the model (``None`` for anything else)."""
+        if isinstance(agent, SignedAgent):
+            i = agent.index
+            if (agent.model is self.model and 0 <= i < self.n and self._cache.get(i) is agent
+                    and type(agent) is AGENT_CLASSES[self.population.kind[i]]
+                    and self.alive(i)):
+                return i
+            return None
+        return self._extra_key.get(agent)
+
+    def alive(self, key: int) -> bool:
+        """Whether a key's agent is registered with the model."""
+        if key < 0:
+            return key in self.extras
+        return self.registered is None or bool(self.registered[key])
+
+    def alive_mask(self, keys: np.ndarray) -> np.ndarray | None:
+        """Which keys are registered (``None``: all of them)."""
+        people = keys >= 0
+        everyone = bool(people.all())
+        if self.registered is None and everyone:
+            return None
+        ok = np.ones(keys.shape[0], dtype=np.bool_)
+        if self.registered is not None:
+            ok[people] = self.registered[keys[people]]
+        if not everyone:
+            others = ~people
+            ok[others] = np.isin(keys[others], np.fromiter(self.extras, np.int64, len(self.extras)))
+        return ok
+
+    def live_keys(self, agent_type: type | None = None) -> np.ndarray:
+        """Keys of the registered agents (of exactly ``agent_type``), in model order."""
+        reg = self.registered
+        if agent_type is None:
+            people = np.arange(self.n, dtype=np.int64) if reg is None else np.flatnonzero(reg)
+        elif agent_type in AGENT_CLASSES:
+            mask = self.population.kind == AGENT_CLASSES.index(agent_type)
+            people = np.flatnonzero(mask if reg is None else mask & reg)
+        else:
+            people = _NO_KEYS
+        others = [k for k, a in self.extras.items() if agent_type is None or type(a) is agent_type]
+        return np.concatenate((people, np.array(others, dtype=np.int64))) if others else people
+
+    def type_mask(self, keys: np.ndarray, agent_type: type) -> np.ndarray:
+        """Which keys' agents are instances of ``agent_type``."""
+        by_code = np.array([issubclass(cls, agent_type) for cls in AGENT_CLASSES])
+        people = keys >= 0
+        ok = np.zeros(keys.shape[0], dtype=np.bool_)
+        ok[people] = by_code[self.population.kind[keys[people]]]
+        for j in np.flatnonzero(~people).tolist():
+            ok[j] = isinstance(self.extras.get(int(keys[j])), agent_type)
+        return ok
+
+    def kind_shadowed(self) -> bool:
+        """Whether a user set an instance attribute ``kind`` on some agent."""
+        return any("kind" in vars(a) for a in self._cache.values())
+
+    # -- registration (Mesa's Model.register_agent / deregister_agent) ----------------
+    def register(self, agent: mesa.Agent) -> None:
+        """Register a person's agent again, or another Mesa agent (a new key and id)."""
+        if isinstance(agent, SignedAgent) and agent.model is self.model:
+            i = agent.index
+            if self.registered is not None and not self.registered[i]:
+                self.registered[i] = True
+                self.n_registered += 1
+            self._cache[i] = agent
+            return
+        if agent in self._extra_key:
+            return
+        key = -1 - len(self._extra_key)
+        while key in self.extras:
+            key -= 1
+        agent.unique_id = self._next_uid  # ids 1..n are the people's
+        self._next_uid += 1
+        self.extras[key] = agent
+        self._extra_key[agent] = key
+
+    def deregister(self, agent: mesa.Agent) -> None:
+        """Remove an agent from the model's sets (``KeyError`` if it is not in them).
+
+        A person's agent leaves Mesa's sets only: the person still acts in the
+        simulation (ban it through ``population.active`` to stop that).
+        """
+        key = self.key_of(agent)
+        if key is None:
+            raise KeyError(agent)
+        if key < 0:
+            del self.extras[key]
+            del self._extra_key[agent]
+            return
+        if self.registered is None:
+            self.registered = np.ones(self.n, dtype=np.bool_)
+        self.registered[key] = False
+        self.n_registered -= 1
+        del self._cache[key]
+
+    def deregister_all(self) -> None:
+        """Remove every agent (Mesa's ``Model.remove_all_agents``)."""
+        self.registered = np.zeros(self.n, dtype=np.bool_)
+        self.n_registered = 0
+        self._cache.clear()
+        for agent in list(self.extras.values()):
+            agent.remove()

@@ -21,7 +21,6 @@ from sim.config import (
     RateLimitParams,
 )
 from sim.contract import CITIZEN, COUNTER, KIND_CODES
-from sim.engine.agents import Citizen, CounterSpeaker
 from sim.engine.kernel import Q
 
 if TYPE_CHECKING:
@@ -176,9 +175,6 @@ class CounterSpeech(Intervention):
         citizens = np.flatnonzero((pop.kind == CITIZEN) & pop.active)
         k = min(self.params.agents, citizens.shape[0])
         self.recruits = np.sort(model.rng.choice(citizens, size=k, replace=False))
-        for i in self.recruits.tolist():
-            model.agent_list[i].remove()
-            model.agent_list[i] = CounterSpeaker(model, i)
         pop.kind[self.recruits] = COUNTER
         pop.rate[self.recruits] *= self.params.rate_factor
         model.rates_changed()
@@ -187,9 +183,6 @@ class CounterSpeech(Intervention):
 
     def stop(self, model: SocialModel) -> None:  # noqa: D102
         pop = model.population
-        for i in self.recruits.tolist():
-            model.agent_list[i].remove()
-            model.agent_list[i] = Citizen(model, i)
         pop.kind[self.recruits] = CITIZEN
         pop.rate[self.recruits] /= self.params.rate_factor
         model.rates_changed()

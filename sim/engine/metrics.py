@@ -25,7 +25,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+
+from sim.engine import metric_kernels as kernels
+from sim.engine.triangles import (
+    balanced_share,
+    balanced_triangle_share,
+    signed_triangle_census,
+    triangle_census,
+)
 
 __all__ = [
     "METRIC_DESCRIPTIONS",
@@ -128,7 +135,12 @@ def bimodality_coefficient(opinions: ArrayLike) -> float:
     if np.ptp(x) == 0:
         return math.nan
     d = x - x.mean()
-    m2 = float(np.mean(d**2))
+    return _sarle(float(np.mean(d**2)), d)
+
+
+def _sarle(m2: float, d: np.ndarray) -> float:
+    """The bimodality coefficient from the deviations ``d`` and their mean square ``m2``."""
+    n = d.size
     m3 = float(np.mean(d**3))
     m4 = float(np.mean(d**4))
     g1 = m3 / m2**1.5
@@ -212,113 +224,6 @@ def toxicity_exposure(
     keep = _mask(delivered, d.size) & (s < 0)
     exposure = np.bincount(d[keep], weights=w[keep], minlength=n_agents)[:n_agents]
     return float(exposure.mean()), float(np.percentile(exposure, 90))
-
-
-def _last_sign_edges(
-    src: ArrayLike, dst: ArrayLike, signs: ArrayLike
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Undirected pairs (compact node ids) with the sign of their last interaction."""
-    s = np.asarray(src, dtype=np.int64).ravel()
-    d = np.asarray(dst, dtype=np.int64).ravel()
-    sg = np.sign(_f(signs))
-    keep = (s != d) & (sg != 0)
-    s, d, sg = s[keep], d[keep], sg[keep]
-    if s.size == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, np.empty(0), 0
-    nodes, inv = np.unique(np.concatenate([s, d]), return_inverse=True)
-    a, b = inv[: s.size], inv[s.size :]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    key = lo * nodes.size + hi
-    # First occurrence in the reversed stream = last interaction of the pair.
-    _, first_rev = np.unique(key[::-1], return_index=True)
-    last = key.size - 1 - first_rev
-    return lo[last], hi[last], sg[last], int(nodes.size)
-
-
-def balanced_triangle_share(src: ArrayLike, dst: ArrayLike, signs: ArrayLike) -> float:
-    """Share of balanced triangles in the window's undirected signed graph.
-
-    The sign of a pair is the sign of its last interaction in either direction (events
-    must be given in time order); self-loops are ignored. A triangle is balanced when
-    the product of its three signs is positive, i.e. when it has 0 or 2 negative edges
-    (counted by :func:`signed_triangle_census`).
-
-    Args:
-        src: Source id per interaction.
-        dst: Destination id per interaction.
-        signs: +1 / -1 per interaction.
-
-    Returns:
-        The share in [0, 1]; NaN when the graph has no triangle.
-    """
-    census = signed_triangle_census(src, dst, signs)
-    total = int(census.sum())
-    if total == 0:
-        return math.nan
-    return float(census[0] + census[2]) / total
-
-
-def signed_triangle_census(src: ArrayLike, dst: ArrayLike, signs: ArrayLike) -> np.ndarray:
-    """Triangles of the undirected signed graph counted by their number of negative edges.
-
-    Pair signs are as in :func:`balanced_triangle_share` (last interaction in either
-    direction, events in time order; self-loops ignored). Every triangle is found once
-    by orienting each edge from the lower- to the higher-(degree, id) node and, for each
-    oriented edge, intersecting the two endpoints' sorted out-lists (compiled), so
-    heavy-tailed graphs stay cheap (O(m^1.5) work for m edges).
-
-    Args:
-        src: Source id per interaction.
-        dst: Destination id per interaction.
-        signs: +1 / -1 per interaction.
-
-    Returns:
-        ``int64`` counts of length 4: triangles with 0, 1, 2 and 3 negative edges.
-    """
-    lo, hi, sg, n = _last_sign_edges(src, dst, signs)
-    if lo.size < 3:
-        return np.zeros(4, dtype=np.int64)
-    deg = np.bincount(np.concatenate([lo, hi]), minlength=n)
-    rank = np.empty(n, dtype=np.int64)
-    rank[np.lexsort((np.arange(n), deg))] = np.arange(n)
-    swap = rank[lo] > rank[hi]
-    u = np.where(swap, hi, lo)
-    v = np.where(swap, lo, hi)
-    order = np.lexsort((v, u))  # CSR of the oriented edges, each row sorted by target
-    u, v = u[order], v[order]
-    negative = (sg[order] < 0).astype(np.int64)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(u, minlength=n), out=indptr[1:])
-    counts: np.ndarray = _oriented_triangles(indptr, v, negative)
-    return counts
-
-
-@njit(cache=True)
-def _oriented_triangles(indptr: np.ndarray, targets: np.ndarray, negative: np.ndarray
-                        ) -> np.ndarray:
-    """Triangles of an oriented graph (CSR, rows sorted) by number of negative edges.
-
-    For each edge ``a -> b`` the sorted rows of ``a`` and ``b`` are merged; every common
-    target ``c`` closes the triangle ``a -> b, a -> c, b -> c``, found once per triangle.
-    ``negative`` is 1 for a negative edge and 0 for a positive one.
-    """
-    counts = np.zeros(4, dtype=np.int64)
-    for a in range(indptr.shape[0] - 1):
-        for e in range(indptr[a], indptr[a + 1]):
-            b = targets[e]
-            i, i_end = indptr[a], indptr[a + 1]
-            j, j_end = indptr[b], indptr[b + 1]
-            while i < i_end and j < j_end:
-                if targets[i] < targets[j]:
-                    i += 1
-                elif targets[i] > targets[j]:
-                    j += 1
-                else:
-                    counts[negative[e] + negative[i] + negative[j]] += 1
-                    i += 1
-                    j += 1
-    return counts
 
 
 def signed_assortativity(
@@ -417,6 +322,10 @@ def compute_window_metrics(
     ``activity`` counts every act, delivered or blocked. Events are put in time order
     (stable sort on ``t``) before the balance graph takes each pair's last sign.
 
+    The values are those of the standalone functions above, bit for bit. When the ids
+    are agent indices and the groups small non-negative integers (always, in a run),
+    the passes over events and agents run compiled (:mod:`sim.engine.metric_kernels`).
+
     Args:
         window: The window's interactions as arrays ``src, dst, sign, weight, delivered``
             and optionally ``t``.
@@ -435,12 +344,22 @@ def compute_window_metrics(
     weight = _f(window["weight"]) if "weight" in window else np.ones(src.size)
     delivered = _mask(window.get("delivered"), src.size)
     if "t" in window and src.size:
-        order = np.argsort(_f(window["t"]), kind="stable")
-        src, dst, sign, weight, delivered = (
-            src[order], dst[order], sign[order], weight[order], delivered[order]
-        )
+        t = _f(window["t"])
+        if np.any(t[1:] < t[:-1]):  # a stable sort of sorted times changes nothing
+            order = np.argsort(t, kind="stable")
+            src, dst, sign, weight, delivered = (
+                src[order], dst[order], sign[order], weight[order], delivered[order]
+            )
     op = _f(opinions)
     act = np.asarray(active).astype(bool).ravel()
+    g = np.asarray(groups).ravel()
+    state = {
+        "activity": activity(src.size, window_days, int(np.count_nonzero(act))),
+        "suspended": float(suspended_count(act)),
+        "mean_negativity": mean_negativity(negativity),
+    }
+    if _compiled_inputs(src, dst, g, op.size):
+        return _compiled_metrics(src, dst, sign, weight, delivered, op, g) | state
     tox_mean, tox_p90 = toxicity_exposure(op.size, dst, sign, weight, delivered)
     return {
         "opinion_variance": opinion_variance(op),
@@ -453,9 +372,45 @@ def compute_window_metrics(
             src[delivered], dst[delivered], sign[delivered]
         ),
         "signed_assortativity": signed_assortativity(src, dst, sign, groups, delivered),
-        "activity": activity(src.size, window_days, int(np.count_nonzero(act))),
-        "suspended": float(suspended_count(act)),
-        "mean_negativity": mean_negativity(negativity),
+    } | state
+
+
+def _compiled_inputs(src: np.ndarray, dst: np.ndarray, groups: np.ndarray, n: int) -> bool:
+    """Whether ids are agent indices and groups small non-negative integers."""
+    if n == 0 or groups.shape[0] != n or groups.dtype.kind not in "iub":
+        return False
+    if int(groups.min()) < 0 or int(groups.max()) > 4 * n + 1024:
+        return False
+    return src.size == 0 or (min(int(src.min()), int(dst.min())) >= 0
+                             and max(int(src.max()), int(dst.max())) < n)
+
+
+def _compiled_metrics(src: np.ndarray, dst: np.ndarray, sign: np.ndarray, weight: np.ndarray,
+                      delivered: np.ndarray, op: np.ndarray, groups: np.ndarray
+                      ) -> dict[str, float]:
+    """The opinion and interaction metrics of a tick, as the standalone functions give them."""
+    n = op.size
+    g = np.ascontiguousarray(groups, dtype=np.int64)
+    mean = kernels.pairwise_sum(op) / n
+    squares, dev = kernels.pairwise_sum_of_squares(op, mean)
+    sums, counts = kernels.group_sums(op, g, int(g.max()) + 1)
+    present = counts > 0
+    means = sums[present] / counts[present]
+    n_delivered, n_negative, exposure, same, other = kernels.interaction_pass(
+        src, dst, sign, weight, delivered, g, n)
+    census = triangle_census(src, dst, sign, n, delivered)
+    return {
+        "opinion_variance": squares / n,
+        "bimodality": _sarle(squares / n, dev) if n >= 4 and np.ptp(op) != 0 else math.nan,
+        "group_mean_distance": float(means.max() - means.min()) if means.size >= 2
+        else math.nan,
+        "negative_share": n_negative / n_delivered if n_delivered else math.nan,
+        "toxicity_mean": kernels.pairwise_sum(exposure) / n,
+        "toxicity_p90": float(np.percentile(exposure, 90)),
+        "balanced_triangles": balanced_share(census),
+        "signed_assortativity": (kernels.pairwise_sum(same) / same.size
+                                 - kernels.pairwise_sum(other) / other.size)
+        if same.size and other.size else math.nan,
     }
 
 

@@ -26,10 +26,12 @@ import simpy
 
 from sim.config import SimConfig
 from sim.contract import INFLUENCER, EventBatch
-from sim.engine.agents import AGENT_CLASSES, Population, SignedAgent, draw_population
+from sim.engine.agents import AGENT_CLASSES, Population, draw_population
+from sim.engine.agentset import AgentViews, PopulationAgentSet
 from sim.engine.dynamics import Dynamics, MechanisticDynamics, parameter_vector
 from sim.engine.kernel import NU, Q
 from sim.engine.network import build_network
+from sim.engine.sampling import bucket_table, searchsorted_right
 
 if TYPE_CHECKING:
     from sim.engine.interventions import Intervention
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
     from sim.scenario import InterventionSpec
 
 __all__ = ["NetState", "SocialModel"]
+
+#: Population size from which actors are drawn through a bucket table.
+_BUCKETED_ACTORS = 1 << 16
 
 
 @dataclass
@@ -102,6 +107,11 @@ class SocialModel(mesa.Model):
             drawn from ``config.population``; its size must be ``config.population.n_agents``.
 
     Attributes:
+        agents: Mesa's ``AgentSet`` of the people (and of any other agent registered with
+            the model), in the people's order; ``agents_by_type`` by class. A person's
+            agent is made the first time someone asks for it and kept
+            (:mod:`sim.engine.agentset`): building costs no Python object per person.
+        agent_list: Person ``i``'s agent by index.
         datacollector: A ``mesa.DataCollector`` that the recorder fills at each metric tick
             (``None``, the default: stored runs keep their log in the database only; see
             :mod:`sim.engine.mesa_tools`).
@@ -128,9 +138,17 @@ class SocialModel(mesa.Model):
         attract = np.where(pop.kind == INFLUENCER, config.population.influencer_attraction, 1.0)
         follow, follow_n = build_network(config.network, pop.group, attract, self.rng)
         self.net = NetState.create(follow, follow_n, config.dynamics.ties)
-        self.agent_list: list[SignedAgent] = [
-            AGENT_CLASSES[int(k)](self, i) for i, k in enumerate(pop.kind)
-        ]
+        #: Every person's Mesa agent by index, made on first access.
+        self.agent_list = AgentViews(self)
+        self._all_agents = PopulationAgentSet(self.agent_list, random=self.random)
+        # Mesa's sets by type, in the order the people's kinds first appear
+        first = {code: int(np.argmax(pop.kind == code)) for code in range(len(AGENT_CLASSES))
+                 if np.any(pop.kind == code)}
+        self._agents_by_type = {
+            AGENT_CLASSES[code]: PopulationAgentSet(self.agent_list, agent_type=AGENT_CLASSES[code],
+                                                    random=self.random)
+            for code in sorted(first, key=first.__getitem__)
+        }
         self.params = parameter_vector(config.dynamics, config.population)
         self.policy = np.zeros(Q.SIZE)
         self.dynamics: Dynamics = dynamics if dynamics is not None else MechanisticDynamics()
@@ -140,12 +158,50 @@ class SocialModel(mesa.Model):
         self._cum_rates = np.zeros(0)
         self._total_rate = 0.0
         self._rates_dirty = True
+        self._actor_table: np.ndarray | None = None
+        self._draws_since_refresh = 0
+        self._tables_built = 0
         self.interventions: list[Intervention] = []
         self.env.process(self._activity())
         for spec in interventions:
             self._schedule_intervention(spec)
         if recorder is not None:
             recorder.attach(self)
+
+    # -- Mesa's agent registry ---------------------------------------------------------
+    @property
+    def agents_by_type(self) -> dict[type[mesa.Agent], PopulationAgentSet]:
+        """Mesa's sets of agents by class (a kind that appears later gets its set then)."""
+        present = np.flatnonzero(np.bincount(self.population.kind, minlength=len(AGENT_CLASSES)))
+        for code in present.tolist():
+            cls = AGENT_CLASSES[code]
+            if cls not in self._agents_by_type:
+                self._agents_by_type[cls] = PopulationAgentSet(
+                    self.agent_list, agent_type=cls, random=self.random)
+        return self._agents_by_type
+
+    @property
+    def agent_types(self) -> list[type[mesa.Agent]]:
+        """Classes of the model's agents, in the order they first appeared."""
+        return list(self.agents_by_type)
+
+    def register_agent(self, agent: mesa.Agent) -> None:
+        """Register an agent (Mesa calls this when any other agent is made for the model)."""
+        self.agent_list.register(agent)
+        cls = type(agent)
+        if cls not in self.agents_by_type:
+            self._agents_by_type[cls] = PopulationAgentSet(self.agent_list, agent_type=cls,
+                                                           random=self.random)
+        self._agents_by_type[cls].add(agent)
+        self._all_agents.add(agent)
+
+    def deregister_agent(self, agent: mesa.Agent) -> None:
+        """Remove an agent from the model's sets (``agent.remove()`` calls this)."""
+        self.agent_list.deregister(agent)
+
+    def remove_all_agents(self) -> None:
+        """Remove every agent from the model's sets (the people still act; see ``ban``)."""
+        self.agent_list.deregister_all()
 
     # -- rates -------------------------------------------------------------------------
     def rates_changed(self) -> None:
@@ -157,6 +213,31 @@ class SocialModel(mesa.Model):
             self._cum_rates = np.cumsum(self.population.effective_rates())
             self._total_rate = float(self._cum_rates[-1]) if self._cum_rates.size else 0.0
             self._rates_dirty = False
+            self._actor_table = None
+            self._draws_since_refresh = 0
+
+    def _actors(self, draws: np.ndarray) -> np.ndarray:
+        """Actor of each draw on ``[0, total rate)``: ``searchsorted`` over the running rates.
+
+        A large population gets the bucket table of :mod:`sim.engine.sampling` (the same
+        answers, one memory read per draw instead of a search through 80 MB of sums at
+        10M agents): for the rates it starts with at once, and after a change of rates
+        once enough draws use them to pay for building it (about the cost of ``n / 32``
+        searches), so that rates changing every few acts (moderation) cost no more.
+        """
+        n = self.population.n
+        self._draws_since_refresh += draws.shape[0]
+        if (self._actor_table is None and n >= _BUCKETED_ACTORS
+                and (self._draws_since_refresh >= n // 32 or not self._tables_built)):
+            self._actor_table = np.empty((n + 1, 2), dtype=np.int32)
+            bucket_table(self._cum_rates, 0, n, self._actor_table, 0)
+            self._tables_built += 1
+        if self._actor_table is None:
+            return np.minimum(np.searchsorted(self._cum_rates, draws, side="right"),
+                              n - 1).astype(np.int64)
+        actors = np.empty(draws.shape[0], dtype=np.int64)
+        searchsorted_right(self._cum_rates, self._actor_table, draws, actors)
+        return actors
 
     # -- scheduling --------------------------------------------------------------------
     def _schedule_intervention(self, spec: InterventionSpec) -> None:
@@ -208,9 +289,7 @@ class SocialModel(mesa.Model):
                 yield env.timeout(limit - env.now)
                 continue
             times = times[:keep]
-            draws = self.rng.random(keep) * self._total_rate
-            actors = np.minimum(np.searchsorted(self._cum_rates, draws, side="right"),
-                                self.population.n - 1).astype(np.int64)
+            actors = self._actors(self.rng.random(keep) * self._total_rate)
             uniforms = self.rng.random((keep, NU))
             events = self.dynamics.step(self, times, actors, uniforms)
             end = env.now

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -35,12 +35,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 
 from sim.errors import SignsimError, describe_exception
+from sim.store import refs
 from sim.store.schema import SCHEMA_VERSION, AgentRow, Base, Meta, Run
 
 __all__ = [
     "AGENT_COLUMNS",
     "INTERACTION_COLUMNS",
     "SQLITE_PRAGMAS",
+    "RunGuard",
+    "RunSuperseded",
     "Store",
     "code_version",
     "insert_sql",
@@ -149,6 +152,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+class RunSuperseded(SignsimError):
+    """A run may not be created or marked complete: another worker took over its (arm, seed)."""
+
+
+class RunGuard(Protocol):
+    """Checks made inside a run's own transactions (a sweep's claim, :mod:`sim.store.claims`)."""
+
+    def started(self, conn: Connection, run_id: int) -> None:
+        """In the transaction creating run ``run_id``: raise ``RunSuperseded`` to refuse it."""
+
+    def finishing(self, conn: Connection, run_id: int, status: str) -> str | None:
+        """In the transaction finishing it: why it must be ``aborted``, not ``complete``."""
+
+
 class Store:
     """A connection to one signsim database.
 
@@ -157,11 +174,16 @@ class Store:
         create: Create the schema when the database is new. When False, a missing
             database is an error.
         read_only: Open the database so that no statement can write to it.
+
+    Attributes:
+        guard: Checks made when a run is created and finished (set by a sweep's task for
+            the run it makes under a claim); None: no checks.
     """
 
     def __init__(self, db: str, *, create: bool = True, read_only: bool = False) -> None:
         self.url = resolve_url(db)
         self.read_only = read_only
+        self.guard: RunGuard | None = None
         self.is_sqlite = self.url.startswith("sqlite")
         self.engine = self._make_engine(db, create=create)
         self._check_or_create(create and not read_only)
@@ -308,7 +330,11 @@ class Store:
         scenario_text: str = "",
         horizon: float = 0.0,
     ) -> int:
-        """Insert a run row with status ``running`` and return its id."""
+        """Insert a run row with status ``running`` and return its id.
+
+        Raises:
+            RunSuperseded: When :attr:`guard` refuses the run (nothing is inserted).
+        """
         row = {
             "scenario": scenario,
             "arm": arm,
@@ -324,12 +350,24 @@ class Store:
             "n_interactions": 0,
         }
         with self.begin() as conn:
-            result = conn.execute(insert(Run).returning(Run.id), row)
-            return int(result.scalar_one())
+            run_id = int(conn.execute(insert(Run).returning(Run.id), row).scalar_one())
+            if self.guard is not None:
+                self.guard.started(conn, run_id)
+            return run_id
 
     def finish_run(self, run_id: int, status: str = "complete", error: str | None = None) -> None:
-        """Mark a run finished (``complete``, ``failed`` or ``aborted``)."""
+        """Mark a run finished (``complete``, ``failed`` or ``aborted``).
+
+        Raises:
+            RunSuperseded: When :attr:`guard` says the run may not be complete; it is
+                marked ``aborted`` with the reason instead.
+        """
+        lost: str | None = None
         with self.begin() as conn:
+            if self.guard is not None:
+                lost = self.guard.finishing(conn, run_id, status)
+                if lost is not None:
+                    status, error = "aborted", lost
             conn.execute(
                 update(Run)
                 .where(Run.id == run_id)
@@ -339,6 +377,8 @@ class Store:
                     finished_at=datetime.now(UTC).replace(tzinfo=None),
                 )
             )
+        if lost is not None:
+            raise RunSuperseded(lost)
 
     def write_agents(self, run_id: int, agent_id: Sequence[int], kind: Sequence[str],
                      group: Sequence[int], initial_opinion: Sequence[float],
@@ -429,6 +469,20 @@ class Store:
         if row is None:
             raise SignsimError(f"No run with id {run_id} in {_describe(self.url)}.")
         return dict(row)
+
+    def resolve_run(self, ref: str | int) -> int:
+        """Run id of ``ref``: an id, ``latest`` / ``-1`` / ``-2`` ..., or a scenario name.
+
+        See :func:`sim.store.refs.resolve_run`; a clear error when nothing matches.
+        """
+        return refs.resolve_run(self, ref)
+
+    def resolve_model(self, ref: str | int) -> int:
+        """Model id of ``ref``: an id, ``latest`` / ``-1`` / ``-2`` ..., or a model name.
+
+        See :func:`sim.store.refs.resolve_model`; a clear error when nothing matches.
+        """
+        return refs.resolve_model(self, ref)
 
     def interactions(self, run_id: int, *, delivered_only: bool = False) -> dict[str, np.ndarray]:
         """A run's interactions as numpy columns, ordered by ``seq``."""

@@ -19,6 +19,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -34,6 +35,7 @@ __all__ = [
     "ModelRecord",
     "OpinionSnapshot",
     "Run",
+    "RunClaim",
 ]
 
 SCHEMA_VERSION = "2"
@@ -72,6 +74,28 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class RunClaim(Base):
+    """Which process is making the run of one (scenario, scenario text, arm, seed).
+
+    A sweep's task takes the claim before it creates its run and marks the run
+    ``complete`` only while it still holds it, so every (arm, seed) of a scenario text ends
+    with one complete run per sweep even when a worker dies and its task runs again
+    elsewhere (:mod:`sim.store.claims`).
+    """
+
+    __tablename__ = "run_claims"
+    scenario: Mapped[str] = mapped_column(String(200), primary_key=True)
+    scenario_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(100), primary_key=True)
+    seed: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep: Mapped[str] = mapped_column(String(32), default="")
+    holder: Mapped[str] = mapped_column(String(200), default="")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
+    lease_until: Mapped[float] = mapped_column(Float, default=0.0)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    taken: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class AgentRow(Base):
     """An agent of a run, as it was created."""
 
@@ -93,7 +117,9 @@ class Interaction(Base):
     """
 
     __tablename__ = "interactions"
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    # Not a foreign key: PostgreSQL would check it row by row, at more than the cost of
+    # the insert; the event writer checks the run once per batch, in the batch's transaction.
+    run_id: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(Integer)
     t: Mapped[float] = mapped_column(Float)
     src: Mapped[int] = mapped_column(Integer)

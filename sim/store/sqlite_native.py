@@ -54,6 +54,7 @@ _SIGNATURES: dict[str, tuple[Any, ...]] = {
     "sqlite3_bind_null": (ctypes.c_int, _H, ctypes.c_int),
     "sqlite3_step": (ctypes.c_int, _H),
     "sqlite3_reset": (ctypes.c_int, _H),
+    "sqlite3_changes": (ctypes.c_int, _H),
 }
 
 
@@ -239,6 +240,10 @@ class NativeConnection:
             lib.sqlite3_reset(stmt)
             if rc != _DONE:
                 raise self._fail(f"running {' '.join(sql.split()[:3])}")
+
+    def changes(self) -> int:
+        """Rows changed by the latest INSERT, UPDATE or DELETE on this connection."""
+        return int(self._lib.sqlite3_changes(self._db))
 
     def insert_dicts(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         """Insert rows given as dicts that share their keys (side tables)."""

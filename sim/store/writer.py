@@ -4,12 +4,19 @@ Each flush inserts the buffered events (and any side rows: metrics, snapshots,
 interventions) and updates ``runs.n_interactions`` in one transaction, so a run's counter
 always matches its committed rows, whatever happens to the process.
 
-Two paths write the same rows:
+Three paths write the same rows:
 
 * SQLite files use :class:`sim.store.sqlite_native.NativeConnection` when it is available:
   numpy columns are bound from compiled code with the GIL released.
-* PostgreSQL (``COPY``), and SQLite where native writes are unavailable, build Python
-  rows and go through SQLAlchemy (:meth:`sim.store.database.Store.insert_flat`).
+* PostgreSQL through psycopg 3 gets a binary ``COPY`` whose bytes are encoded from the
+  numpy columns in compiled code with the GIL released (:mod:`sim.store.pg_copy`); the
+  side rows and the run's counter follow in the same transaction.
+* Anything else (SQLite where native writes are unavailable, another driver) builds Python
+  rows and goes through SQLAlchemy (:meth:`sim.store.database.Store.insert_flat`).
+
+Every path checks, in the batch's transaction, that the counter update found the run's
+row, so no batch is committed for a run that does not exist (``interactions.run_id`` is
+not a foreign key: a per-row check would cost more than the insert itself).
 """
 
 from __future__ import annotations
@@ -20,11 +27,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 from sqlalchemy.engine import make_url
 
 from sim.contract import BLOCKS, CAUSES, EventBatch
-from sim.store import sqlite_native
+from sim.errors import SignsimError
+from sim.store import pg_copy, sqlite_native
 from sim.store.database import INTERACTION_COLUMNS, SQLITE_PRAGMAS, Store
 from sim.store.schema import Run
 
@@ -50,6 +58,11 @@ def event_rows(run_id: int, seq0: int, events: dict[str, np.ndarray],
     table[:, 8] = np.array(cause_names, dtype=object)[events["cause"]]
     table[:, 9] = np.array(block_names, dtype=object)[events["blocked"]]
     return table.ravel().tolist()  # type: ignore[no-any-return]
+
+
+def _missing_run(run_id: int) -> SignsimError:
+    return SignsimError(f"Run {run_id} is not in the database; this batch of its events "
+                        "was not written.")
 
 
 class EventWriter:
@@ -94,6 +107,12 @@ class EventWriter:
     def native(self) -> bool:
         """Whether this writer binds events natively (a SQLite file, library available)."""
         return self.store.is_sqlite and sqlite_native.available() and bool(self._path())
+
+    @property
+    def binary_copy(self) -> bool:
+        """Whether this writer sends events as binary ``COPY`` (PostgreSQL via psycopg 3)."""
+        url = make_url(self.store.url)
+        return url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg"
 
     def _path(self) -> str:
         path = make_url(self.store.url).database or ""
@@ -170,15 +189,40 @@ class EventWriter:
         n = len(events["t"])
         if self.native:
             self._write_native(events, seq0, side)
+        elif self.binary_copy:
+            self._write_copy(events, seq0, side)
         else:
             flat = event_rows(self.run_id, seq0, events, self.cause_names, self.block_names)
             with self.store.begin() as conn:
                 self.store.insert_flat(conn, "interactions", INTERACTION_COLUMNS, flat)
-                for table, rows in side.items():
-                    self.store.bulk_insert(conn, table, rows)
-                conn.execute(update(Run).where(Run.id == self.run_id)
-                             .values(n_interactions=self.written + n))
+                self._finish_batch(conn, side, n)
         self.written += n
+
+    def _finish_batch(self, conn: Connection, side: dict[str, list[dict[str, Any]]],
+                      n: int) -> None:
+        """The run's counter and the side rows, in the batch's open transaction."""
+        done = conn.execute(update(Run).where(Run.id == self.run_id)
+                            .values(n_interactions=self.written + n))
+        if done.rowcount != 1:
+            raise _missing_run(self.run_id)
+        for table, rows in side.items():
+            self.store.bulk_insert(conn, table, rows)
+
+    def _write_copy(self, events: dict[str, np.ndarray], seq0: int,
+                    side: dict[str, list[dict[str, Any]]]) -> None:
+        import psycopg
+
+        n = len(events["t"])
+        with self.store.begin() as conn:
+            raw = conn.connection.driver_connection
+            payload = pg_copy.encode_interactions(
+                self.run_id, seq0, events, self.cause_names, self.block_names,
+                raw.info.encoding)  # type: ignore[union-attr]
+            try:
+                pg_copy.copy_payload(raw, payload)
+            except psycopg.Error as exc:
+                raise self.store.write_error(exc) from None
+            self._finish_batch(conn, side, n)
 
     def _write_native(self, events: dict[str, np.ndarray], seq0: int,
                       side: dict[str, list[dict[str, Any]]]) -> None:
@@ -193,6 +237,8 @@ class EventWriter:
                 con.insert_dicts(table, rows)
             con.execute_many("UPDATE runs SET n_interactions = ? WHERE id = ?",
                              [(self.written + n, self.run_id)])
+            if con.changes() != 1:
+                raise _missing_run(self.run_id)
             con.execute("COMMIT")
         except BaseException:
             con.rollback()

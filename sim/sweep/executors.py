@@ -5,7 +5,7 @@ in completion order. The executors know nothing about what a task is: the caller
 ``execute`` (run one task, return its record; must be a picklable module-level function
 for the pool and Dask executors) and ``failed`` (the record of a task whose worker died or
 was interrupted, given an ``"Type: message"`` error). :mod:`sim.sweep.experiment` passes
-:func:`sim.sweep.experiment.execute_task`, so this module does not import it.
+:func:`sim.sweep.tasks.execute_task`, so this module does not import it.
 
 * :func:`run_in_process`: one task after another, in this process.
 * :func:`run_pool`: a :class:`concurrent.futures.ProcessPoolExecutor` (``forkserver``
@@ -39,6 +39,7 @@ from sim.errors import SignsimError
 
 __all__ = [
     "DASK_CONNECT_TIMEOUT",
+    "DASK_WORKER_ENV",
     "dask_cluster",
     "exit_with_parent",
     "run_dask",
@@ -63,6 +64,13 @@ _LOCAL_DASK_CONFIG: dict[str, Any] = {
     # hand-overs a second away from the simulation thread (about 8% per run measured by
     # benchmarks/bench_sweep.py on 2 cores). Its only use is warning about a blocked loop.
     "distributed.admin.tick.interval": "500ms",
+}
+
+#: The same settings as environment variables, for ``dask worker`` processes a user starts
+#: (docs/scale.md): ``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`` and so on.
+DASK_WORKER_ENV: dict[str, str] = {
+    "DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
+    for key, value in _LOCAL_DASK_CONFIG.items()
 }
 
 #: Seconds a pool worker may take to finish its run after Ctrl-C before it is terminated.
@@ -350,7 +358,10 @@ def run_dask(tasks: list[TaskT], client: Any, execute: Callable[[TaskT], RecordT
              failed: Callable[[TaskT, str], RecordT]) -> Generator[RecordT, None, None]:
     """Run the tasks on a Dask cluster.
 
-    Closing the generator early (Ctrl-C, an error of the consumer) cancels the tasks.
+    Closing the generator early (Ctrl-C, an error of the consumer) cancels the tasks. A
+    task whose worker dies is run again by Dask on another worker, even when it had
+    finished (its result died with the worker): ``execute`` must make that harmless
+    (:func:`sim.sweep.tasks.execute_task` reuses the run of the first execution).
 
     Args:
         tasks: The tasks.
@@ -366,13 +377,19 @@ def run_dask(tasks: list[TaskT], client: Any, execute: Callable[[TaskT], RecordT
 
     futures = [client.submit(execute, t, pure=False) for t in tasks]
     owner = {f.key: t for f, t in zip(futures, tasks, strict=True)}
+    pending = {f.key: f for f in futures}
     try:
         for fut in as_completed(futures):
             task = owner[fut.key]
             try:
-                yield fut.result()
+                record = fut.result()
             except Exception as exc:  # e.g. a worker killed too often
-                yield failed(task, f"{type(exc).__name__}: {exc}")
+                record = failed(task, f"{type(exc).__name__}: {exc}")
+            # Once fetched, forget the result: a worker dying later must not make the
+            # scheduler compute it again for this client.
+            pending.pop(fut.key, None)
+            fut.release()
+            yield record
     except BaseException:
-        client.cancel(futures)
+        client.cancel(list(pending.values()))
         raise

@@ -1,29 +1,40 @@
-"""The comparison report of a scenario: metrics per arm, paired by seed, CIs, plots.
+"""The comparison report of a scenario: the answer first, then the evidence.
 
 :func:`write_report` re-renders everything from the database alone: it reads the
 ``metrics`` of the scenario's complete runs (:func:`load_metrics`), summarises and
 compares them (:mod:`sim.sweep.stats`), draws the PNGs (:mod:`sim.sweep.plots`) and writes
-``report.md`` (Markdown tables, verdicts, image links) and ``report.html`` (standalone,
-the PNGs embedded as base64 data URIs) into the output folder.
+``report.md`` (Markdown) and ``report.html`` (standalone, the PNGs embedded as base64 data
+URIs) into the output folder. Both open with a summary (per arm, the metrics that
+changed, one sentence each, :mod:`sim.sweep.summary`; in the HTML the element
+``<section id="summary">``), then a forest plot of every paired effect, the method and
+the Holm family, and the details: runs, the table of every comparison, and per metric
+its arm means and plots.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from sim.atomic import write_text_atomic
 from sim.engine.metrics import METRIC_DESCRIPTIONS, METRIC_NAMES
 from sim.errors import SignsimError
 from sim.scenario import check_name
 from sim.store.database import Store
-from sim.sweep.plots import arm_order, plot_final_distribution, plot_timeseries, slug
-from sim.sweep.stats import arm_summary, compare_arms, run_summaries
+from sim.sweep.document import Doc
+from sim.sweep.intervals import INTERVAL_METHOD
+from sim.sweep.plots import (
+    arm_order,
+    plot_final_distribution,
+    plot_forest,
+    plot_timeseries,
+    slug,
+)
+from sim.sweep.stats import arm_summary, compare_arms, format_p, run_summaries
+from sim.sweep.summary import family_text, summarise
 
 __all__ = ["load_metrics", "selected_runs", "write_report"]
 
@@ -81,100 +92,6 @@ def load_metrics(store: Store, scenario: str) -> pd.DataFrame:
     return df.astype({"run_id": "int64", "seed": "int64", "t": "float64", "value": "float64"})
 
 
-# -- a tiny document model rendered to both Markdown and HTML ----------------------------
-@dataclass
-class _H:
-    level: int
-    text: str
-
-
-@dataclass
-class _P:
-    text: str
-
-
-@dataclass
-class _Table:
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass
-class _Img:
-    alt: str
-    path: Path
-
-
-@dataclass
-class _Doc:
-    blocks: list[_H | _P | _Table | _Img] = field(default_factory=list)
-
-    def h(self, level: int, text: str) -> None:
-        self.blocks.append(_H(level, text))
-
-    def p(self, text: str) -> None:
-        self.blocks.append(_P(text))
-
-    def table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.blocks.append(_Table(header, rows))
-
-    def img(self, alt: str, path: Path) -> None:
-        self.blocks.append(_Img(alt, path))
-
-    def markdown(self) -> str:
-        out: list[str] = []
-        for b in self.blocks:
-            if isinstance(b, _H):
-                out.append(f"{'#' * b.level} {b.text}")
-            elif isinstance(b, _P):
-                out.append(b.text)
-            elif isinstance(b, _Table):
-                cell = [[c.replace("|", "\\|") for c in r] for r in [b.header, *b.rows]]
-                lines = ["| " + " | ".join(cell[0]) + " |",
-                         "|" + "|".join("---" for _ in b.header) + "|"]
-                lines += ["| " + " | ".join(r) + " |" for r in cell[1:]]
-                out.append("\n".join(lines))
-            else:
-                out.append(f"![{b.alt}]({b.path.name})")
-        return "\n\n".join(out) + "\n"
-
-    def html(self, title: str) -> str:
-        body: list[str] = []
-        for b in self.blocks:
-            if isinstance(b, _H):
-                body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
-            elif isinstance(b, _P):
-                body.append(f"<p>{_inline_html(b.text)}</p>")
-            elif isinstance(b, _Table):
-                head = "".join(f"<th>{html.escape(c)}</th>" for c in b.header)
-                trs = "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                    for r in b.rows
-                )
-                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")
-            else:
-                b64 = base64.b64encode(b.path.read_bytes()).decode("ascii")
-                body.append(f'<img alt="{html.escape(b.alt)}" src="data:image/png;base64,{b64}">')
-        style = (
-            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
-            "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-            "th{background:#f2f2f2}img{max-width:100%;display:block;margin:.5em 0}"
-            "code{background:#f4f4f4;padding:0 3px}"
-        )
-        return (
-            f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body>\n" + "\n".join(body)
-            + "\n</body></html>\n"
-        )
-
-
-def _inline_html(text: str) -> str:
-    """Escape text and turn `code` spans into <code>."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
 def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
 
@@ -184,9 +101,7 @@ def _ci(lo: float, hi: float) -> str:
 
 
 def _pv(p: float) -> str:
-    if math.isnan(p):
-        return "n/a"
-    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+    return format_p(p, "")
 
 
 def _rel(r: float) -> str:
@@ -195,7 +110,8 @@ def _rel(r: float) -> str:
 
 # -- the report ---------------------------------------------------------------------------
 def write_report(
-    store: Store, scenario: str, out_dir: str | Path, baseline: str = "baseline"
+    store: Store, scenario: str, out_dir: str | Path, baseline: str = "baseline",
+    *, progress: bool = True,
 ) -> Path:
     """Write the comparison report of a scenario from the database alone.
 
@@ -207,9 +123,10 @@ def write_report(
         store: The open store (read-only is enough).
         scenario: Scenario name as stored in ``runs.scenario``.
         out_dir: Output folder (created if needed); receives ``report.md``,
-            ``report.html`` and one ``ts_<metric>.png`` and ``final_<metric>.png`` per
-            metric.
+            ``report.html``, ``forest.png`` (when an arm is compared) and one
+            ``ts_<metric>.png`` and ``final_<metric>.png`` per metric.
         baseline: The arm every other arm is compared with.
+        progress: Show a progress bar over the rendering steps (on stderr).
 
     Returns:
         The path of ``report.md``.
@@ -220,7 +137,7 @@ def write_report(
     """
     check_name(scenario, "report", "--scenario")
     try:
-        return _write_report(store, scenario, Path(out_dir), baseline)
+        return _write_report(store, scenario, Path(out_dir), baseline, progress)
     except OSError as exc:
         raise SignsimError(
             f"Cannot write the report of scenario '{scenario}' to '{out_dir}': "
@@ -259,7 +176,19 @@ def _twin_fidelity(store: Store, runs: pd.DataFrame, baseline: str
     return twin_fidelity_rows(store, ids, dyn.twin, dyn.twin_split, arm.config.horizon)
 
 
-def _write_report(store: Store, scenario: str, out: Path, baseline: str) -> Path:
+def _write_report(store: Store, scenario: str, out: Path, baseline: str,
+                  progress: bool) -> Path:
+    with tqdm(total=3, unit="step", desc=f"report {scenario}", disable=not progress,
+              dynamic_ncols=True) as bar:
+        return _render(store, scenario, out, baseline, bar)
+
+
+def _step(bar: tqdm, what: str) -> None:
+    bar.set_postfix_str(what, refresh=False)
+    bar.update(1)
+
+
+def _render(store: Store, scenario: str, out: Path, baseline: str, bar: tqdm) -> Path:
     frame = load_metrics(store, scenario)
     if frame.empty:
         statuses = store.frame(
@@ -271,6 +200,7 @@ def _write_report(store: Store, scenario: str, out: Path, baseline: str) -> Path
             f"Cannot report on scenario '{scenario}': it has no complete run with metrics "
             f"in the database ({found})."
         )
+    _step(bar, "metrics read")
     summaries = run_summaries(frame)
     comparisons = compare_arms(summaries, baseline)
     per_arm = arm_summary(summaries)
@@ -279,27 +209,41 @@ def _write_report(store: Store, scenario: str, out: Path, baseline: str) -> Path
     arms = arm_order(list(runs["arm"].unique()), baseline)
     present = set(frame["name"])
     names = [n for n in METRIC_NAMES if n in present] + sorted(present - set(METRIC_NAMES))
+    bar.total = 3 + len(names) + (0 if comparisons.empty else 1)
+    bar.refresh()
+    _step(bar, "statistics")
     out.mkdir(parents=True, exist_ok=True)
 
-    doc = _Doc()
+    doc = Doc()
     doc.h(1, f"Comparison report: {scenario}")
-    n_cmp = int(comparisons["p_value"].notna().sum()) if not comparisons.empty else 0
-    doc.p(
-        f"Re-rendered from the database: {len(runs)} complete runs, {len(arms)} arms; "
-        f"baseline arm `{baseline}`. Each run's metric series is summarised by its final "
-        "value (at the last sampled time) and its time average (trapezoid rule). Arm means "
-        "carry 95% t-confidence intervals over seeds. Arms are compared with the baseline "
-        "by pairing runs on their seed (common random numbers): mean paired difference "
-        "(arm - baseline) with a 95% t-interval and a paired t-test, Holm-Bonferroni "
-        f"adjusted across all {n_cmp} comparisons of this report. A verdict reads "
-        "\"no detectable difference\" when the interval covers 0."
-    )
     fidelity = _twin_fidelity(store, runs, baseline)
+    _summary(doc, comparisons, names, arms, baseline, len(runs), twin=fidelity is not None)
     if fidelity is not None:
         note, header, rows = fidelity
         doc.h(2, "How far to trust the twin")
         doc.p(note)
         doc.table(header, rows)
+    if not comparisons.empty:
+        forest = plot_forest(comparisons, names, arms, out / "forest.png", baseline)
+        _step(bar, "forest plot")
+        doc.h(2, "Paired effects")
+        doc.p("Every comparison with the baseline, one panel per metric on its own scale: "
+              "the mean paired difference (circle: final value, square: time average) and "
+              "its 95% CI. Filled markers are significant after Holm.")
+        doc.img(f"paired effects against {baseline}", forest)
+    doc.h(2, "Method")
+    doc.p(
+        f"Re-rendered from the database: {len(runs)} complete runs, {len(arms)} arms; "
+        f"baseline arm `{baseline}`. Each run's metric series is summarised by its final "
+        "value (at the last sampled time) and its time average (trapezoid rule). Arms are "
+        "compared with the baseline by pairing runs on their seed (common random "
+        "numbers): mean paired difference (arm - baseline) with its 95% paired t-interval "
+        "(which excludes 0 exactly when the paired t-test gives p < 0.05; clipped to the "
+        "range a difference of the metric can take) and the paired t-test, its p-value "
+        "Holm-Bonferroni adjusted over the family stated in the summary. A verdict reads \"no detectable "
+        "difference\" when the interval covers 0."
+    )
+    doc.p(INTERVAL_METHOD)
     doc.h(2, "Runs")
     doc.table(["arm", "seeds", "run ids"], [
         [a, ", ".join(str(s) for s in runs.loc[runs["arm"] == a, "seed"]),
@@ -320,10 +264,14 @@ def _write_report(store: Store, scenario: str, out: Path, baseline: str) -> Path
             [[r["name"], r["arm"], _STAT_LABEL.get(r["stat"], r["stat"]), str(r["n_pairs"]),
               _fmt(r["baseline_mean"]), _fmt(r["arm_mean"]), _fmt(r["diff"]),
               _ci(r["ci_low"], r["ci_high"]), _rel(r["rel_change"]), _pv(r["p_value"]),
-              _pv(r["p_holm"]), r["verdict"]]
+              _pv(r["p_holm"]) if not r["excluded"] else f"not in family ({r['excluded']})",
+              r["verdict"]]
              for r in cmp_sorted.to_dict("records")],
         )
     doc.h(2, "Metrics")
+    doc.p("Per metric: each arm's mean over seeds with its 95% interval (inside the "
+          "metric's range, see Method), its series over time (mean and band) and its final "
+          "values per run.")
     for name in names:
         doc.h(3, name)
         if name in METRIC_DESCRIPTIONS:
@@ -344,7 +292,44 @@ def _write_report(store: Store, scenario: str, out: Path, baseline: str) -> Path
                                           baseline)
         doc.img(f"{name} over time", ts)
         doc.img(f"{name} final values", fin_png)
+        _step(bar, name)
 
     md_path = write_text_atomic(out / "report.md", doc.markdown())
     write_text_atomic(out / "report.html", doc.html(f"signsim report: {scenario}"))
+    _step(bar, "written")
     return md_path
+
+
+def _summary(doc: Doc, comparisons: pd.DataFrame, names: list[str], arms: list[str],
+             baseline: str, n_runs: int, twin: bool) -> None:
+    """The summary section: per arm, what changed against the baseline."""
+    doc.section("summary")
+    doc.h(2, "Summary")
+    if comparisons.empty:
+        doc.p(f"Only the baseline arm `{baseline}` has complete runs ({n_runs}): nothing "
+              "to compare.")
+        doc.section(None)
+        return
+    doc.p(f"Each arm against `{baseline}`, runs paired on their seed: the mean paired "
+          "difference (arm - baseline) of a metric's final value and of its time average, "
+          "with its 95% confidence interval and its Holm-adjusted p-value. A change is "
+          "called clear when its Holm p is below 0.05. Details: Method and the tables "
+          "below.")
+    for s in summarise(comparisons, names, arms, baseline):
+        seeds = "1 paired seed" if s.n_pairs == 1 else f"{s.n_pairs} paired seeds"
+        doc.h(3, f"`{s.arm}` against `{baseline}` ({seeds})")
+        doc.p(f"In short: {s.in_short()}")
+        lines = [c.sentence for c in s.changed]
+        if s.constant:
+            lines.append("Not tested, the same value in every run of every arm: "
+                         + ", ".join(f"`{n}` ({_fmt(v)})" for n, v in s.constant) + ".")
+        if s.unassessable:
+            lines.append("Cannot be assessed (fewer than 2 paired seeds): "
+                         + ", ".join(f"`{n}`" for n in s.unassessable) + ".")
+        if lines:
+            doc.items(lines)
+    doc.p(family_text(comparisons, names, baseline))
+    if twin:
+        doc.p(f"`{baseline}` runs on a learned twin of a real network: read these effects "
+              "only as far as the fidelity table below allows.")
+    doc.section(None)

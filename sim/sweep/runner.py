@@ -22,7 +22,7 @@ class SweepOutcome:
 
 
 def render_report(db: str, scenario: str, out_dir: str | Path | None = None,
-                  baseline: str | None = None) -> Path:
+                  baseline: str | None = None, progress: bool = True) -> Path:
     """Re-render a scenario's report from the database alone (opened read-only).
 
     Args:
@@ -31,6 +31,7 @@ def render_report(db: str, scenario: str, out_dir: str | Path | None = None,
         out_dir: Output folder (default ``reports/<scenario>``).
         baseline: Reference arm (default: the baseline named in the stored scenario
             text, else ``baseline``).
+        progress: Show a progress bar over the rendering steps.
 
     Returns:
         Path of ``report.md``.
@@ -39,7 +40,8 @@ def render_report(db: str, scenario: str, out_dir: str | Path | None = None,
     try:
         if baseline is None:
             baseline = _stored_baseline(store, scenario)
-        return write_report(store, scenario, out_dir or Path("reports") / scenario, baseline)
+        return write_report(store, scenario, out_dir or Path("reports") / scenario, baseline,
+                            progress=progress)
     finally:
         store.dispose()
 
@@ -55,16 +57,20 @@ def _stored_baseline(store: Store, scenario: str) -> str:
 
 
 def run_scenario_file(path: str | Path, db: str, *, workers: int = 1, dask: str | None = None,
-                      resume: bool = False, out_dir: str | Path | None = None,
-                      progress: bool = True) -> SweepOutcome:
-    """Run every arm x seed of a scenario file, then write its comparison report.
+                      fresh: bool = False, resume: bool = False,
+                      out_dir: str | Path | None = None, progress: bool = True) -> SweepOutcome:
+    """Run every arm x seed of a scenario file once, then write its comparison report.
+
+    (Arm, seed) pairs with a complete run of the same scenario text are reused; see
+    :func:`sim.sweep.experiment.run_experiment`.
 
     Args:
         path: Scenario file.
         db: Database path or URL.
         workers: Local worker processes (or Dask workers with ``dask="local"``).
         dask: ``"local"`` or a scheduler address ``tcp://host:port``.
-        resume: Run only the (arm, seed) pairs without a complete run.
+        fresh: Run every pair again (the report uses the newest complete run of each).
+        resume: Also mark ``aborted`` the scenario's ``running`` runs no sweep holds.
         out_dir: Report folder (default ``reports/<scenario name>``).
         progress: Show a progress bar.
 
@@ -72,8 +78,8 @@ def run_scenario_file(path: str | Path, db: str, *, workers: int = 1, dask: str 
         The experiment result and the report path.
     """
     scenario = load_scenario(path)
-    result = run_experiment(scenario, db, workers=workers, dask=dask, resume=resume,
-                            progress=progress)
+    result = run_experiment(scenario, db, workers=workers, dask=dask, fresh=fresh,
+                            resume=resume, progress=progress)
     report = render_report(db, scenario.name, out_dir or Path("reports") / scenario.name,
-                           scenario.baseline)
+                           scenario.baseline, progress)
     return SweepOutcome(result, report)

@@ -1,4 +1,4 @@
-"""Statistics for comparing scenario arms: per-run summaries, t-CIs, paired tests, Holm.
+"""Statistics for comparing scenario arms: per-run summaries, CIs, paired tests, Holm.
 
 Input is a long metric frame with columns ``run_id, arm, seed, t, name, value`` (see
 :func:`sim.sweep.report.load_metrics`). Each run's time series is reduced to two summaries per
@@ -6,12 +6,19 @@ metric: its final value (the value at the run's last ``t``) and its time average
 trapezoid integral over ``t`` divided by the covered time span). Arms are compared with
 the baseline arm by pairing runs on their seed (the experiment uses common random
 numbers, so seed ``s`` of every arm shares its random streams).
+
+Arm means get intervals that stay inside each metric's range (:mod:`sim.sweep.intervals`).
+Paired differences get the paired t-interval, the one that matches the paired t-test
+(it excludes 0 exactly when p < 0.05), clipped to the range a difference of two values of
+the metric can take (``[a - b, b - a]`` for a metric in ``[a, b]``). The Holm family is
+every comparison with a p-value, less those of a metric and statistic that take one and
+the same value in every run of every arm (nothing can differ there).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -19,11 +26,14 @@ import pandas as pd
 from scipy import stats as sps
 
 from sim.errors import SignsimError
+from sim.sweep.intervals import bounded_mean_ci, metric_bounds
 
 __all__ = [
     "STATISTICS",
     "arm_summary",
     "compare_arms",
+    "constant_statistics",
+    "format_p",
     "holm_adjust",
     "mean_ci",
     "paired_test",
@@ -136,12 +146,22 @@ def run_summaries(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def arm_summary(summaries: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Mean and t-CI over seeds of each arm's final and time-averaged values.
+#: A metric's ``(low, high)`` range from its name.
+Bounds = Callable[[str], tuple[float, float]]
+
+
+def arm_summary(summaries: pd.DataFrame, level: float = 0.95,
+                bounds: Bounds = metric_bounds) -> pd.DataFrame:
+    """Mean and CI over seeds of each arm's final and time-averaged values.
+
+    The interval respects the metric's range
+    (:func:`sim.sweep.intervals.bounded_mean_ci`).
 
     Args:
         summaries: Output of :func:`run_summaries`.
         level: Confidence level.
+        bounds: The range of a metric from its name (unbounded metrics get the
+            t-interval).
 
     Returns:
         One row per (arm, metric, statistic): ``arm, name, stat, n, mean, ci_low,
@@ -150,7 +170,7 @@ def arm_summary(summaries: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
     for (arm, name), g in summaries.groupby(["arm", "name"], sort=True):
         for stat in STATISTICS:
-            mean, lo, hi = mean_ci(g[stat].to_numpy(), level)
+            mean, lo, hi = bounded_mean_ci(g[stat].to_numpy(), bounds(str(name)), level)
             rows.append({"arm": arm, "name": name, "stat": stat, "n": int(g[stat].notna().sum()),
                          "mean": mean, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=["arm", "name", "stat", "n", "mean", "ci_low", "ci_high"])
@@ -174,7 +194,8 @@ def verdict(
     Returns:
         ``"no detectable difference"`` when the CI covers 0, ``"lower by 12.5% (Holm p =
         0.003)"`` or ``"higher by ..."`` otherwise; a note when there are too few seeds
-        for an interval.
+        for an interval. A comparison outside the Holm family (``p_holm`` NaN with an
+        interval) reads ``"higher by ... (not in the Holm family)"``.
     """
     if n_pairs == 0 or math.isnan(diff):
         return "not compared: no seed in common with the baseline"
@@ -184,7 +205,9 @@ def verdict(
     if lo <= 0.0 <= hi:
         return "no detectable difference"
     direction = "lower" if diff < 0 else "higher"
-    text = f"{direction} by {_change(abs(diff), base_mean)} (Holm p = {_p(p_holm)})"
+    if math.isnan(p_holm):
+        return f"{direction} by {_change(abs(diff), base_mean)} (not in the Holm family)"
+    text = f"{direction} by {_change(abs(diff), base_mean)} ({format_p(p_holm, 'Holm p')})"
     if not p_holm < alpha:
         text += ", not significant after Holm correction"
     return text
@@ -196,10 +219,27 @@ def _change(diff: float, base: float) -> str:
     return f"{diff:+.4g} (absolute; baseline mean is 0)".lstrip("+")
 
 
-def _p(p: float) -> str:
+def format_p(p: float, label: str = "p") -> str:
+    """A p-value as it is written in prose.
+
+    Args:
+        p: The p-value.
+        label: What to call it (``"p"``, ``"Holm p"``); empty for a bare table cell.
+
+    Returns:
+        ``"p < 0.0001"`` below 0.0001, ``"p = 0.0003"`` below 0.001, ``"p = 0.012"``
+        otherwise (three decimals), ``"p = n/a"`` for NaN; without the label (``""``)
+        just ``"< 0.0001"`` or ``"0.012"``.
+    """
     if math.isnan(p):
-        return "n/a"
-    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+        value, rel = "n/a", "="
+    elif p < 1e-4:
+        value, rel = "0.0001", "<"
+    else:
+        value, rel = (f"{p:.4f}" if p < 1e-3 else f"{p:.3f}"), "="
+    if not label:
+        return value if rel == "=" else f"{rel} {value}"
+    return f"{label} {rel} {value}"
 
 
 def compare_arms(
@@ -207,35 +247,42 @@ def compare_arms(
     baseline: str = "baseline",
     stats: Sequence[str] = STATISTICS,
     level: float = 0.95,
+    bounds: Bounds = metric_bounds,
 ) -> pd.DataFrame:
     """Paired comparison of every arm with the baseline, for every metric and statistic.
 
     Runs are paired by seed; seeds missing from either side are left out. The Holm
-    correction is applied across every row of the returned table (all arms x metrics x
-    statistics of the report form one family).
+    correction is applied across the rows that form the family: every row with a
+    p-value, except the rows of a (metric, statistic) whose value is the same in every
+    run of every arm (``excluded`` says ``"constant"``; a row without a p-value, fewer
+    than two pairs, says ``"fewer than 2 pairs"``). Excluded rows have a NaN ``p_holm``.
 
     Args:
         summaries: Output of :func:`run_summaries`.
         baseline: Name of the baseline arm.
         stats: Which per-run statistics to compare (subset of :data:`STATISTICS`).
         level: Confidence level of the intervals.
+        bounds: The range of a metric from its name; the interval of a difference is
+            clipped to ``[low - high, high - low]``.
 
     Returns:
         One row per (arm, metric, statistic): ``arm, name, stat, n_pairs,
         baseline_mean, arm_mean, diff, ci_low, ci_high, rel_change, p_value, p_holm,
-        verdict``. ``rel_change`` is ``diff / |baseline_mean|`` (NaN when that is 0).
+        excluded, verdict``. ``rel_change`` is ``diff / |baseline_mean|`` (NaN when that
+        is 0); ``excluded`` is ``""`` for the rows of the Holm family.
 
     Raises:
         SignsimError: When the baseline arm has no run.
     """
     cols = ["arm", "name", "stat", "n_pairs", "baseline_mean", "arm_mean", "diff", "ci_low",
-            "ci_high", "rel_change", "p_value", "p_holm", "verdict"]
+            "ci_high", "rel_change", "p_value", "p_holm", "excluded", "verdict"]
     arms = sorted(set(summaries["arm"]))
     if baseline not in arms:
         raise SignsimError(
             f"Baseline arm '{baseline}' has no complete run; arms present: "
             f"{', '.join(arms) or 'none'}."
         )
+    constant = constant_statistics(summaries, stats)
     base = summaries[summaries["arm"] == baseline]
     rows: list[dict[str, object]] = []
     for arm in arms:
@@ -247,26 +294,57 @@ def compare_arms(
                 cur[cur["name"] == name], base[base["name"] == name],
                 on="seed", suffixes=("_arm", "_base"),
             )
+            lo_b, hi_b = bounds(str(name))
             for stat in stats:
                 a = merged[f"{stat}_arm"].to_numpy(dtype=np.float64)
                 b = merged[f"{stat}_base"].to_numpy(dtype=np.float64)
                 diff, lo, hi, p = paired_test(a, b, level)
                 base_mean = float(b.mean()) if b.size else math.nan
+                excluded = ("constant" if (name, stat) in constant
+                            else "fewer than 2 pairs" if math.isnan(p) else "")
                 rows.append({
                     "arm": arm, "name": name, "stat": stat, "n_pairs": int(a.size),
                     "baseline_mean": base_mean,
                     "arm_mean": float(a.mean()) if a.size else math.nan,
-                    "diff": diff, "ci_low": lo, "ci_high": hi,
+                    "diff": diff, "ci_low": max(lo, lo_b - hi_b),
+                    "ci_high": min(hi, hi_b - lo_b),
                     "rel_change": diff / abs(base_mean) if base_mean else math.nan,
-                    "p_value": p,
+                    "p_value": p, "excluded": excluded,
                 })
     out = pd.DataFrame(rows, columns=cols)
     if out.empty:
         return out
-    out["p_holm"] = holm_adjust(out["p_value"].to_numpy())
+    family = (out["excluded"] == "").to_numpy()
+    out["p_holm"] = holm_adjust(np.where(family, out["p_value"].to_numpy(), math.nan))
     out["verdict"] = [
+        "the same value in every run: not tested" if r["excluded"] == "constant" else
         verdict(float(r["diff"]), float(r["ci_low"]), float(r["ci_high"]),
                 float(r["baseline_mean"]), float(r["p_holm"]), int(r["n_pairs"]))
         for r in out.to_dict("records")
     ]
+    return out
+
+
+def constant_statistics(
+    summaries: pd.DataFrame, stats: Sequence[str] = STATISTICS
+) -> set[tuple[str, str]]:
+    """The (metric, statistic) pairs whose value is the same in every run of every arm.
+
+    Such a pair has nothing to compare (every paired difference is 0, p = 1); the report
+    leaves it out of the Holm family and says so. A pair with no value at all is not
+    listed (it has no comparison either).
+
+    Args:
+        summaries: Output of :func:`run_summaries`.
+        stats: The statistics to check.
+
+    Returns:
+        The constant ``(name, stat)`` pairs.
+    """
+    out: set[tuple[str, str]] = set()
+    for name, g in summaries.groupby("name", sort=True):
+        for stat in stats:
+            v = g[stat].dropna().to_numpy(dtype=np.float64)
+            if v.size and float(v.min()) == float(v.max()):
+                out.add((str(name), stat))
     return out
