@@ -15,6 +15,11 @@ Usage::
 
     python benchmarks/bench_model.py speed [--device auto] [--events 20000]
     python benchmarks/bench_model.py accuracy [--seeds 0 1 2] [--epochs 10]
+    python benchmarks/bench_model.py scale [--events 10000000] [--large-batch 5000]
+
+``scale`` (in ``bench_scale.py``): a simulated run streamed from the database, trained at
+batch 200 and at the large batch; events/s, peak host/device memory, test sign AUC, and
+the PyG reference's events/s in the same run.
 
 ``speed`` needs the ``bench`` extra (``pip install torch_geometric``).
 """
@@ -225,6 +230,20 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def mean_over_seeds(
+    per_seed: list[dict[str, dict[str, float | None]]],
+) -> dict[str, dict[str, float]]:
+    """``{method: {metric: mean}}`` over seeds of ``{method: {metric: value}}`` (None = NaN)."""
+    methods = list(per_seed[0])
+    metrics = list(per_seed[0][methods[0]])
+
+    def value(v: float | None) -> float:
+        return math.nan if v is None else float(v)
+
+    return {m: {k: sum(value(s[m][k]) for s in per_seed) / len(per_seed) for k in metrics}
+            for m in methods}
+
+
 def accuracy(args: argparse.Namespace) -> dict[str, Any]:
     """Train + evaluate on Bitcoin OTC for each seed; averages and target checks."""
     from models.evaluate import evaluate_model
@@ -247,10 +266,8 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
                              "test": rep.to_dict()["test"]})
             print(json.dumps({"seed": seed, "done_s": round(time.perf_counter() - t0, 1)}),
                   file=sys.stderr)
-    methods = list(per_seed[0]["test"].keys())
-    metrics = list(per_seed[0]["test"][methods[0]].keys())
-    mean = {m: {k: float(sum(s["test"][m][k] for s in per_seed) / len(per_seed))
-                for k in metrics} for m in methods}
+    mean = mean_over_seeds([s["test"] for s in per_seed])
+    methods = list(mean)
     model = mean["model"]
     baselines = [m for m in methods if m != "model" and not m.startswith("ablation")]
     checks = {
@@ -289,8 +306,15 @@ def main(argv: list[str] | None = None) -> None:
     ac.add_argument("--threads", type=int, default=2)
     ac.add_argument("--frozen", action="store_true", help="no prequential adaptation")
     ac.add_argument("--ablations", action="store_true", help="also train the ablations")
+    sc = sub.add_parser("scale", help="large-batch training streamed from a 10M-event run")
+    from bench_scale import add_arguments, scale
+
+    add_arguments(sc)
     args = parser.parse_args(argv)
-    result = speed(args) if args.task == "speed" else accuracy(args)
+    if args.task == "scale":
+        result = scale(args)
+    else:
+        result = speed(args) if args.task == "speed" else accuracy(args)
     print(json.dumps(result, indent=2, default=float))
 
 

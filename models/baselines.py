@@ -8,10 +8,12 @@
   sign = the target's smoothed share of positive ratings received so far; weight = its
   smoothed mean signed weight received.
 * :class:`FeatureClassifier` -- logistic regression or gradient boosting on the online
-  degree and sign-count features (:data:`~models.features.COUNT_FEATURES`): one
-  classifier each for existence (true pairs vs sampled negatives), sign and the 3-class
-  task, one regressor for the signed weight. Fitted on the training period; with
-  prequential adaptation refitted every ``refit_every`` batches on all revealed events.
+  degree and sign-count features (:data:`~models.features.COUNT_FEATURES`), or on every
+  online feature the model's heads read (``features='all'``, activity counts included),
+  optionally with the signed-triad features (``triads=True``): one classifier each for
+  existence (true pairs vs sampled negatives), sign and the 3-class task, one regressor
+  for the signed weight. Fitted on the training period; with prequential adaptation
+  refitted every ``refit_every`` batches on all revealed events.
 * The unsigned TGN baseline is :class:`models.train.NeuralMethod` around a
   ``variant='unsigned'`` model without features (built by :func:`unsigned_tgn`).
 """
@@ -183,22 +185,32 @@ class ReputationHeuristic:
 class FeatureClassifier:
     """Logistic regression or gradient boosting on online count features.
 
+    The report name is ``kind`` (count features), ``kind_all`` (every feature), with
+    ``+triads`` appended when the triad features are on.
+
     Args:
         num_nodes: Number of nodes.
         kind: ``logreg`` or ``gbdt``.
         seed: Seed of the negatives and of the boosted trees.
         refit_every: Batches between refits under prequential adaptation.
+        features: ``counts`` (degree and sign counts) or ``all`` (every online feature,
+            fairness and goodness included).
+        triads: Add the signed-triad features.
     """
 
     def __init__(self, num_nodes: int, kind: str = "gbdt", seed: int = 0,
-                 refit_every: int = 10) -> None:
+                 refit_every: int = 10, features: str = "counts", triads: bool = False) -> None:
         if kind not in ("logreg", "gbdt"):
             raise ValueError("kind must be 'logreg' or 'gbdt'")
-        self.name = kind
+        if features not in ("counts", "all"):
+            raise ValueError("features must be 'counts' or 'all'")
+        self.name = kind + ("_all" if features == "all" else "") + ("+triads" if triads else "")
         self.kind = kind
         self.seed = seed
         self.refit_every = refit_every
-        self.features = OnlineFeatures(num_nodes, fg_iters=0)
+        self.counts_only = features == "counts"
+        self.features = OnlineFeatures(num_nodes, fg_iters=0 if self.counts_only else 1,
+                                       triads=triads, activity=not self.counts_only)
         self.sampler = TrainingNegatives(num_nodes)
         self.gen = torch.Generator().manual_seed(seed)
         self._x_pos: list[np.ndarray] = []
@@ -228,7 +240,8 @@ class FeatureClassifier:
         self._cache = None
 
     def _feat(self, u: Tensor, v: Tensor, t_ref: float) -> np.ndarray:
-        return self.features.query(u, v, t_ref, counts_only=True).double().cpu().numpy()
+        x = self.features.query(u, v, t_ref, counts_only=self.counts_only)
+        return x.double().cpu().numpy()
 
     def _collect(self, batch: EventBatch, x_pos: np.ndarray) -> None:
         neg = self.sampler.sample(batch.src, batch.dst, self.gen)

@@ -24,6 +24,7 @@ __all__ = [
     "SignedEvents",
     "TimeSplit",
     "events_from_arrays",
+    "first_batch_size",
     "iter_batches",
     "load_events",
     "resolve_run",
@@ -190,31 +191,18 @@ def events_from_arrays(
 
 
 def resolve_run(store: Store, ref: str | int) -> int:
-    """Turn a run reference into a run id.
+    """Turn a run reference into a run id (:meth:`sim.store.database.Store.resolve_run`).
 
     Args:
         store: The open store.
-        ref: A run id, or the scenario name of a run (an imported network is named after
-            its file stem); a name picks the newest complete run of that name.
+        ref: A run id; ``latest`` or ``-1`` for the newest run, ``-2`` for the one
+            before, ...; or the scenario name of a run (an imported network is named after
+            its file stem), which picks the newest complete run of that name.
 
     Raises:
         SignsimError: No such run.
     """
-    text = str(ref).strip()
-    if text.isdigit():
-        store.run(int(text))
-        return int(text)
-    df = store.frame(
-        "SELECT id FROM runs WHERE scenario = :s AND status = 'complete' ORDER BY id DESC",
-        {"s": text},
-    )
-    if df.empty:
-        known = store.frame("SELECT DISTINCT scenario FROM runs ORDER BY scenario")
-        names = ", ".join(map(str, known["scenario"].tolist()[:10])) or "none"
-        raise SignsimError(
-            f"No complete run with id or name '{text}' in the database (known names: {names})."
-        )
-    return int(df["id"].iloc[0])
+    return store.resolve_run(ref)
 
 
 def load_events(store: Store, run_id: int, *, delivered_only: bool = True) -> SignedEvents:
@@ -269,10 +257,37 @@ def split_by_time(events: SignedEvents, train: float = 0.70, val: float = 0.15) 
 
 
 def iter_batches(
-    events: SignedEvents, start: int, end: int, batch_size: int = DEFAULT_BATCH_SIZE
+    events: SignedEvents, start: int, end: int, batch_size: int = DEFAULT_BATCH_SIZE,
+    first: int | None = None,
 ) -> Iterator[EventBatch]:
-    """Consecutive batches of at most ``batch_size`` events covering ``[start, end)``."""
+    """Consecutive batches of at most ``batch_size`` events covering ``[start, end)``.
+
+    Args:
+        events: The stream.
+        start: First event.
+        end: End of the range.
+        batch_size: Events per batch.
+        first: Size of the first batch (random chunk scheduling); default ``batch_size``.
+    """
     if batch_size < 1:
         raise SignsimError(f"Batch size must be at least 1, got {batch_size}.")
-    for a in range(start, end, batch_size):
-        yield events.batch(a, min(a + batch_size, end))
+    a, size = start, first or batch_size
+    while a < end:
+        b = min(a + size, end)
+        yield events.batch(a, b)
+        a, size = b, batch_size
+
+
+def first_batch_size(batch_size: int, chunk_size: int, generator: torch.Generator) -> int | None:
+    """Random chunk scheduling: the size of an epoch's first batch, or None for a full one.
+
+    The training batch of ``batch_size`` events is cut into chunks of ``chunk_size``; the
+    epoch starts with a batch of ``r * chunk_size`` events, ``r`` uniform in ``0 ..
+    batch_size // chunk_size - 1`` (``r = 0``: a full first batch). Nothing is drawn when
+    the batch holds a single chunk, so small-batch training is unchanged.
+    """
+    k = batch_size // chunk_size if chunk_size > 0 else 1
+    if k <= 1:
+        return None
+    r = int(torch.randint(0, k, (1,), generator=generator))
+    return r * chunk_size or None

@@ -1,9 +1,10 @@
 """``signsim evaluate``: a trained model beside every baseline, under one strict protocol.
 
 All methods see the same stream, the same batches, the same fixed negatives and the
-same thresholds rule (sign and 3-class thresholds chosen on validation, applied to
-test). See :mod:`models.protocol` for the protocol and :mod:`models.baselines` for the
-baselines.
+same thresholds rules (sign and 3-class thresholds chosen on validation and applied to
+test; and prequential thresholds re-chosen before each batch on revealed labels, the
+``*_preq`` metrics). See :mod:`models.protocol` for the protocol and
+:mod:`models.baselines` for the baselines.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from tqdm import tqdm
 
 from models.baselines import EdgeBank, FeatureClassifier, ReputationHeuristic, unsigned_tgn
 from models.data import SignedEvents, TimeSplit, load_events, split_by_time
-from models.protocol import OnlineMethod, make_negatives, metrics_from, run_protocol
+from models.protocol import (
+    PREQUENTIAL_WINDOW,
+    EvalNegatives,
+    OnlineMethod,
+    make_negatives,
+    metrics_from,
+    run_protocol,
+)
 from models.signed_tgn import ModelConfig, SignedTGN
 from models.train import NeuralMethod, TrainConfig, fit_model, load_checkpoint, resolve_device
 from sim.errors import SignsimError
@@ -28,15 +36,18 @@ from sim.store.database import Store, open_store
 from sim.store.schema import ModelRecord
 
 __all__ = [
-    "METRIC_COLUMNS", "EvaluationReport", "LoadedModel", "evaluate_model", "load_model_record",
-    "load_trained",
+    "METRIC_COLUMNS", "EvaluationReport", "LoadedModel", "build_methods", "evaluate_model",
+    "load_model_record", "load_trained", "run_methods",
 ]
 
 METRIC_COLUMNS = (
     ("exist_mrr", "MRR"), ("exist_ap", "AP"), ("exist_auc", "ex.AUC"),
     ("sign_auc", "sg.AUC"), ("sign_macro_f1", "sg.mF1"), ("sign_f1_neg", "F1neg"),
     ("weight_rmse", "w.RMSE"), ("weight_pearson", "w.r"), ("three_class_macro_f1", "3c.mF1"),
+    ("sign_macro_f1_preq", "pq.mF1"), ("sign_f1_neg_preq", "pq.F1n"),
+    ("three_class_macro_f1_preq", "pq.3c"),
 )
+"""Table columns: the ``pq.`` ones use prequential thresholds, the others fixed ones."""
 
 
 @dataclass
@@ -103,33 +114,93 @@ def load_model_record(store: Store, model_id: int) -> dict[str, Any]:
     return row
 
 
-def _baselines(
-    events: SignedEvents, split: TimeSplit, train: TrainConfig, model_cfg: dict[str, Any],
-    ablations: bool, progress: bool,
+def build_methods(
+    events: SignedEvents, split: TimeSplit, train: TrainConfig, model_cfg: dict[str, Any], *,
+    baselines: bool = True, ablations: bool = False, triads: bool | None = None,
+    progress: bool = False,
 ) -> list[tuple[OnlineMethod, float]]:
+    """Build and fit the baselines and ablations that go beside a model.
+
+    Args:
+        events: The stream.
+        split: Its chronological split.
+        train: Training settings (shared by every trained method).
+        model_cfg: The model's :class:`ModelConfig` as a dict (sizes, ``triads``).
+        baselines: EdgeBank (two), reputation, logistic regression and gradient boosting
+            on the count features, gradient boosting on the count and triad features
+            (``gbdt+triads``, see ``triads``), the unsigned TGN.
+        ablations: The model's variants with its features: ``no_balance``, one memory,
+            triads flipped, activity counts off (when on); and gradient boosting on every
+            online feature (features only), with and without triads.
+        triads: Include ``gbdt+triads`` (default: when the model reads triad features).
+        progress: Show progress bars.
+
+    Returns:
+        ``(method, seconds spent fitting it)`` pairs.
+    """
     n = events.num_nodes
-    window = max(split.val_time - split.train_time, 1e-9)
-    out: list[tuple[OnlineMethod, float]] = [
-        (EdgeBank(n), 0.0), (EdgeBank(n, window=window), 0.0), (ReputationHeuristic(n), 0.0)
-    ]
-    for kind in ("logreg", "gbdt"):
+    model_triads = bool(model_cfg.get("triads", False)) and model_cfg.get("use_features", True)
+    clf_triads = model_triads if triads is None else triads
+    out: list[tuple[OnlineMethod, float]] = []
+
+    def fitted_clf(kind: str, features: str, with_triads: bool) -> None:
         t0 = time.perf_counter()
-        clf = FeatureClassifier(n, kind, seed=train.seed)
+        clf = FeatureClassifier(n, kind, seed=train.seed, features=features, triads=with_triads)
         clf.fit(events, split, train.batch_size)
         out.append((clf, time.perf_counter() - t0))
-    dims: dict[str, Any] = {k: model_cfg[k] for k in ("memory_dim", "time_dim", "msg_dim", "embed_dim",
-                                      "hidden", "heads", "neighbors") if k in model_cfg}
-    t0 = time.perf_counter()
-    tgn, _ = unsigned_tgn(events, split, train, dims, progress=progress)
-    out.append((tgn, time.perf_counter() - t0))
+
+    dims: dict[str, Any] = {k: model_cfg[k] for k in (
+        "memory_dim", "time_dim", "msg_dim", "embed_dim", "hidden", "heads", "neighbors")
+        if k in model_cfg}
+    if baselines:
+        window = max(split.val_time - split.train_time, 1e-9)
+        out += [(EdgeBank(n), 0.0), (EdgeBank(n, window=window), 0.0),
+                (ReputationHeuristic(n), 0.0)]
+        for kind in ("logreg", "gbdt"):
+            fitted_clf(kind, "counts", False)
+        if clf_triads:
+            fitted_clf("gbdt", "counts", True)
+        t0 = time.perf_counter()
+        tgn, _ = unsigned_tgn(events, split, train, dims, progress=progress)
+        out.append((tgn, time.perf_counter() - t0))
     if ablations:
-        for name, variant in (("ablation_no_balance", "no_balance"),
-                              ("ablation_one_memory", "unsigned")):
+        activity = bool(model_cfg.get("activity", False))
+        variants = [("ablation_no_balance", "no_balance", model_triads, activity),
+                    ("ablation_one_memory", "unsigned", model_triads, activity),
+                    ("ablation_no_triads" if model_triads else "ablation_triads", "semba",
+                     not model_triads, activity)]
+        if activity:
+            variants.append(("ablation_no_activity", "semba", model_triads, False))
+        for name, variant, with_triads, with_activity in variants:
             t0 = time.perf_counter()
-            cfg = ModelConfig(num_nodes=n, variant=variant, use_features=True, **dims)
+            cfg = ModelConfig(num_nodes=n, variant=variant, use_features=True,
+                              triads=with_triads, activity=with_activity, **dims)
             fit = fit_model(events, split, cfg, train, progress=progress, name=name)
             out.append((NeuralMethod(name, fit.model, train), time.perf_counter() - t0))
+        for with_triads in (False, True):
+            fitted_clf("gbdt", "all", with_triads)
     return out
+
+
+def run_methods(
+    methods: list[tuple[OnlineMethod, float]], events: SignedEvents, split: TimeSplit,
+    negatives: EvalNegatives, train: TrainConfig, progress: bool = False,
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, float]]:
+    """Run each method under the strict protocol.
+
+    Returns:
+        ``({method: {part: metrics}}, {method: seconds, fitting included})``.
+    """
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    seconds: dict[str, float] = {}
+    for method, fit_seconds in tqdm(methods, disable=not progress, desc="evaluate",
+                                    unit="method"):
+        t0 = time.perf_counter()
+        res = run_protocol(method, events, split, negatives, train.batch_size,
+                           adapt=train.adapt)
+        metrics[method.name] = metrics_from(res)
+        seconds[method.name] = fit_seconds + time.perf_counter() - t0
+    return metrics, seconds
 
 
 @dataclass
@@ -177,6 +248,7 @@ def evaluate_model(
     adapt: bool | None = None,
     baselines: bool = True,
     ablations: bool = False,
+    triads: bool | None = None,
     progress: bool = True,
     record: bool = True,
 ) -> EvaluationReport:
@@ -188,7 +260,11 @@ def evaluate_model(
         device: ``auto``, ``cpu`` or ``cuda``.
         adapt: Prequential adaptation (default: as the model was trained).
         baselines: Also run every baseline (the unsigned TGN is trained here).
-        ablations: Also train and run the ablations (no balanced aggregation; one memory).
+        ablations: Also train and run the ablations (no balanced aggregation; one memory;
+            triad features flipped; gradient boosting on every feature, with and without
+            triads).
+        triads: Add gradient boosting on count and triad features (default: when the
+            model reads triad features).
         progress: Show progress bars.
         record: Store the metrics in the model's ``metrics_json``.
 
@@ -201,18 +277,15 @@ def evaluate_model(
     model, config = loaded.model, loaded.config
     negatives = make_negatives(events, split, train.batch_size, train.n_neg, train.eval_seed)
     protocol = (f"strict online, batch {train.batch_size}, {train.n_neg} negatives/event, "
-                f"{'prequential adaptation' if train.adapt else 'frozen weights'}")
+                f"{'prequential adaptation' if train.adapt else 'frozen weights'}; "
+                f"pq. = thresholds re-chosen per batch on the last {PREQUENTIAL_WINDOW} "
+                "revealed events")
     report = EvaluationReport(model_id=int(model_id), run_id=run_id, protocol=protocol)
     methods: list[tuple[OnlineMethod, float]] = [(NeuralMethod("model", model, train), 0.0)]
-    if baselines:
-        methods += _baselines(events, split, train, config["model"], ablations, progress)
-    for method, fit_seconds in tqdm(methods, disable=not progress, desc="evaluate",
-                                    unit="method"):
-        t0 = time.perf_counter()
-        res = run_protocol(method, events, split, negatives, train.batch_size,
-                           adapt=train.adapt)
-        report.metrics[method.name] = metrics_from(res)
-        report.seconds[method.name] = fit_seconds + time.perf_counter() - t0
+    methods += build_methods(events, split, train, config["model"], baselines=baselines,
+                             ablations=ablations, triads=triads, progress=progress)
+    report.metrics, report.seconds = run_methods(methods, events, split, negatives, train,
+                                                 progress)
     if record:
         metrics = json.loads(loaded.record.get("metrics_json") or "{}")
         metrics["evaluation"] = report.to_dict()

@@ -14,16 +14,28 @@ time since, ``u``'s last given sign and log1p time since; event-count EMAs of ne
 given by ``u`` and received by ``v``; the last sign ``u->v`` and ``v->u`` (0 if none);
 goodness of ``v`` and fairness of ``u`` (Kumar et al., ICDM 2016) over all past events;
 log1p ages of ``v`` and ``u`` since first seen (-1 when unseen).
+
+With ``activity=True`` (not with ``counts_only``) the recent activity of both ends
+follows (``ACTIVITY_NAMES``): log1p time-decayed counts of events received and given by
+``u`` and ``v`` with half-lives of 1, 7 and 30 time units (days for imported networks),
+decayed to the reference time. With ``triads=True`` the signed-triad features of
+:mod:`models.triads` (``TRIAD_NAMES``) come last, with or without ``counts_only``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
 
 from models.memory import group_positions
+from models.triads import NUM_TRIAD_FEATURES, SignedTriads
 
-__all__ = ["COUNT_FEATURES", "FEATURE_NAMES", "NUM_FEATURES", "OnlineFeatures", "PairTable"]
+__all__ = [
+    "ACTIVITY_NAMES", "COUNT_FEATURES", "FEATURE_NAMES", "HALF_LIVES", "NUM_FEATURES",
+    "OnlineFeatures", "PairTable", "feature_dim",
+]
 
 FEATURE_NAMES = (
     "u_in_pos", "u_in_neg", "u_out_pos", "u_out_neg",
@@ -37,6 +49,20 @@ FEATURE_NAMES = (
 NUM_FEATURES = len(FEATURE_NAMES)
 COUNT_FEATURES = tuple(range(10))
 """Indices of the degree and sign-count features (what the count baselines read)."""
+
+
+HALF_LIVES = (1.0, 7.0, 30.0)
+"""Half-lives (time units) of the decayed activity counts."""
+ACTIVITY_NAMES = tuple(f"{end}_{way}_rate_{h:g}" for end in ("u", "v") for way in ("in", "out")
+                       for h in HALF_LIVES)
+
+
+def feature_dim(triads: bool, counts_only: bool = False, activity: bool = False) -> int:
+    """Columns returned by :meth:`OnlineFeatures.query` with these settings."""
+    base = len(COUNT_FEATURES) if counts_only else NUM_FEATURES
+    if activity and not counts_only:
+        base += len(ACTIVITY_NAMES)
+    return base + (NUM_TRIAD_FEATURES if triads else 0)
 
 
 _PRIOR_NEG = 0.1  # smoothing prior for negative shares
@@ -81,6 +107,8 @@ class OnlineFeatures(nn.Module):
         num_nodes: Number of nodes.
         fg_iters: Fairness/goodness iterations per observed batch (warm-started over all
             past events); 0 switches fairness and goodness off (they stay 1 and 0).
+        triads: Also keep the signed-triad index and append its features.
+        activity: Also keep time-decayed activity counts and append them.
     """
 
     in_pos: Tensor
@@ -99,11 +127,22 @@ class OnlineFeatures(nn.Module):
     last_out_t: Tensor
     first_t: Tensor
     fairness: Tensor
+    in_rate: Tensor
+    out_rate: Tensor
+    _tau: Tensor
 
-    def __init__(self, num_nodes: int, fg_iters: int = 1) -> None:
+    def __init__(self, num_nodes: int, fg_iters: int = 1, triads: bool = False,
+                 activity: bool = False) -> None:
         super().__init__()
         self.num_nodes = num_nodes
         self.fg_iters = fg_iters
+        self.activity = activity
+        self.triads = SignedTriads(num_nodes) if triads else None
+        k = len(HALF_LIVES)
+        self.register_buffer("in_rate", torch.zeros(num_nodes, k), persistent=False)
+        self.register_buffer("out_rate", torch.zeros(num_nodes, k), persistent=False)
+        self.register_buffer("_tau", torch.tensor(HALF_LIVES) / math.log(2.0),
+                             persistent=False)
         for name in ("in_pos", "in_neg", "out_pos", "out_neg", "in_sw", "out_sw", "in_min",
                      "last_in_sign", "last_out_sign", "ema_in", "ema_out", "goodness"):
             self.register_buffer(name, torch.zeros(num_nodes), persistent=False)
@@ -125,8 +164,25 @@ class OnlineFeatures(nn.Module):
         for name in ("last_in_t", "last_out_t", "first_t"):
             getattr(self, name).fill_(-1.0)
         self.fairness.fill_(1.0)
+        self.in_rate.zero_()
+        self.out_rate.zero_()
         self.pairs.reset()
         self._hist_n = 0
+        if self.triads is not None:
+            self.triads.reset(self.in_pos.device)
+
+    def extra_state(self) -> tuple[object, ...]:
+        """The state kept outside buffers (pair table, history length, triad index)."""
+        triads = self.triads.state() if self.triads is not None else None
+        return (dict(self.pairs.table), self._hist_n, triads)
+
+    def load_extra_state(self, state: tuple[object, ...]) -> None:
+        """Restore what :meth:`extra_state` returned (the history buffers only grow)."""
+        table, hist_n, triads = state
+        self.pairs.table = dict(table)  # type: ignore[call-overload]
+        self._hist_n = int(hist_n)  # type: ignore[call-overload]
+        if self.triads is not None and triads is not None:
+            self.triads.load_state(triads)  # type: ignore[arg-type]
 
     @torch.no_grad()
     def query(self, u: Tensor, v: Tensor, t_ref: float, *, counts_only: bool = False) -> Tensor:
@@ -136,10 +192,11 @@ class OnlineFeatures(nn.Module):
             u: Source node indices.
             v: Destination node indices.
             t_ref: Reference time (the current batch's first event time).
-            counts_only: Return only :data:`COUNT_FEATURES`.
+            counts_only: Return only :data:`COUNT_FEATURES` (and the triad features when
+                they are on).
 
         Returns:
-            ``[len(u), NUM_FEATURES]`` (or ``[len(u), 10]``) float tensor.
+            ``[len(u), feature_dim(triads, counts_only)]`` float tensor.
         """
         both = self.pairs.lookup(torch.cat([u, v]), torch.cat([v, u]))
         c_uv, c_vu = both[0].chunk(2)
@@ -149,8 +206,9 @@ class OnlineFeatures(nn.Module):
             self.in_pos[v], self.in_neg[v], self.out_pos[v], self.out_neg[v], c_uv, c_vu,
         ]
         counts = torch.log1p(torch.stack(cols, dim=-1))
+        tri = [self.triads.query(u, v)] if self.triads is not None else []
         if counts_only:
-            return counts
+            return torch.cat([counts, *tri], dim=-1)
         in_deg = self.in_pos[v] + self.in_neg[v]
         out_deg = self.out_pos[u] + self.out_neg[u]
 
@@ -169,7 +227,14 @@ class OnlineFeatures(nn.Module):
             self.goodness[v], self.fairness[u],
             since(self.first_t[v]), since(self.first_t[u]),
         ]
-        return torch.cat([counts, torch.stack(rest, dim=-1)], dim=-1)
+        act = []
+        if self.activity:
+            ways = ((self.in_rate, self.last_in_t), (self.out_rate, self.last_out_t))
+            for node in (u, v):
+                for rate, last in ways:
+                    dt = (t_ref - last[node]).clamp(min=0).unsqueeze(-1)
+                    act.append(torch.log1p(rate[node] * torch.exp(-dt / self._tau)))
+        return torch.cat([counts, torch.stack(rest, dim=-1), *act, *tri], dim=-1)
 
     @torch.no_grad()
     def observe(self, src: Tensor, dst: Tensor, t: Tensor, sign: Tensor, weight: Tensor) -> None:
@@ -191,12 +256,24 @@ class OnlineFeatures(nn.Module):
         first.scatter_reduce_(0, both, t.repeat(2), reduce="amin", include_self=True)
         self.first_t.copy_(torch.where(self.first_t < 0, first, self.first_t))
         self.first_t[torch.isinf(self.first_t)] = -1.0
+        if self.activity:
+            self._decayed_count(dst, t, self.in_rate, self.last_in_t)
+            self._decayed_count(src, t, self.out_rate, self.last_out_t)
         self._last_and_ema(dst, t, sign, neg, self.last_in_t, self.last_in_sign, self.ema_in)
         self._last_and_ema(src, t, sign, neg, self.last_out_t, self.last_out_sign, self.ema_out)
         self.pairs.observe(src, dst, sign, t)
+        if self.triads is not None:
+            self.triads.observe(src, dst, sign)
         if self.fg_iters > 0:
             self._remember(src, dst, sw)
             self._fairness_goodness()
+
+    def _decayed_count(self, node: Tensor, t: Tensor, rate: Tensor, last_t: Tensor) -> None:
+        """Add a batch to decayed counts held as of each node's last event (``last_t``)."""
+        new_last = last_t.clone().scatter_reduce_(0, node, t, reduce="amax", include_self=True)
+        gap = (new_last - last_t).clamp(min=0).unsqueeze(-1)
+        rate.mul_(torch.exp(-gap / self._tau))
+        rate.index_add_(0, node, torch.exp(-(new_last[node] - t).unsqueeze(-1) / self._tau))
 
     def _last_and_ema(
         self, node: Tensor, t: Tensor, sign: Tensor, neg: Tensor,
@@ -248,4 +325,5 @@ class OnlineFeatures(nn.Module):
         edges = sum(x.numel() * x.element_size()
                     for x in (self._hist_src, self._hist_dst, self._hist_sw))
         pair_bytes = 100 * len(self.pairs)  # dict entry, key and tuple, roughly
-        return (tensors + edges + pair_bytes) / max(self.num_nodes, 1)
+        triads = self.triads.nbytes() if self.triads is not None else 0
+        return (tensors + edges + pair_bytes + triads) / max(self.num_nodes, 1)

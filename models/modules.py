@@ -5,8 +5,10 @@
   the signed model has one per event sign.
 * :class:`LastAggregator`, :class:`MeanAggregator` -- reduce a node's pending messages.
 * :class:`NeighborAttention` -- multi-head attention of a node over its recent
-  neighbours, with time encoding, sign, weight and direction as edge features.
-* :class:`PairHeads` -- heads for existence, sign, signed weight and the 3-class task.
+  neighbours, with time encoding, sign, weight and direction as edge features; with
+  ``per_sign`` one softmax over the positive and one over the negative interactions.
+* :class:`PairHeads` -- heads for existence, sign, signed weight and the 3-class task
+  (options: separate existence and sign trunks; a sign-conditioned weight head).
 """
 
 from __future__ import annotations
@@ -123,16 +125,22 @@ class NeighborAttention(nn.Module):
     over each node's recent interactions (an edge list, so empty slots cost nothing); a
     node without neighbours gets ``W_root x``.
 
+    With ``per_sign`` the softmax runs separately over a node's positive and negative
+    interactions (the sign is the first edge feature) and the two aggregates are
+    concatenated before the output map, so friends and foes never compete for weight.
+
     Args:
         node_dim: Size of a node's input (its memories, concatenated).
         time_enc: The shared time encoder.
         edge_dim: Size of the neighbour edge features.
         out_dim: Embedding size (divisible by ``heads``).
         heads: Attention heads.
+        per_sign: One attention per interaction sign.
     """
 
     def __init__(
-        self, node_dim: int, time_enc: TimeEncoder, edge_dim: int, out_dim: int, heads: int = 2
+        self, node_dim: int, time_enc: TimeEncoder, edge_dim: int, out_dim: int, heads: int = 2,
+        per_sign: bool = False,
     ) -> None:
         super().__init__()
         if out_dim % heads:
@@ -140,6 +148,7 @@ class NeighborAttention(nn.Module):
         self.time_enc = time_enc
         self.heads = heads
         self.out_dim = out_dim
+        self.groups = 2 if per_sign else 1
         t_dim = time_enc.out_channels
         self.q = nn.Linear(node_dim + t_dim, out_dim)
         # Keys and values: one linear map of (neighbour, phi(dt), edge), split in parts so
@@ -148,7 +157,7 @@ class NeighborAttention(nn.Module):
         self.kv_time = nn.Linear(t_dim, 2 * out_dim, bias=False)
         self.kv_edge = nn.Linear(edge_dim, 2 * out_dim, bias=False)
         self.root = nn.Linear(node_dim, out_dim)
-        self.out = nn.Linear(out_dim, out_dim)
+        self.out = nn.Linear(self.groups * out_dim, out_dim)
 
     def reset_parameters(self) -> None:
         """Re-initialise the weights (the time encoder is reset by its owner)."""
@@ -177,14 +186,17 @@ class NeighborAttention(nn.Module):
         kv = kv + self.kv_time(self.time_enc(dt)) + self.kv_edge(edge)
         key, val = kv.view(-1, 2, h, d).unbind(1)
         score = (F.embedding(row, q).view(-1, h, d) * key).sum(-1) * (1.0 / math.sqrt(d))
-        # Softmax over each node's interactions (segment-wise, max-shifted).
-        top = torch.full((n, h), -1e30, device=x.device, dtype=score.dtype)
-        top = top.scatter_reduce(0, row.view(-1, 1).expand(-1, h), score.detach(), "amax")
-        w = torch.exp(score - top.index_select(0, row))
-        den = torch.zeros(n, h, device=x.device, dtype=w.dtype).index_add(0, row, w)
-        att = w / den.index_select(0, row)
-        agg = torch.zeros(n, h, d, device=x.device, dtype=val.dtype)
-        agg = agg.index_add(0, row, att.unsqueeze(-1) * val).view(n, h * d)
+        # Softmax over each node's interactions (segment-wise, max-shifted); with one
+        # attention per sign a segment is (node, sign).
+        g = self.groups
+        seg = row * g + (edge[:, 0] < 0).long() if g > 1 else row
+        top = torch.full((n * g, h), -1e30, device=x.device, dtype=score.dtype)
+        top = top.scatter_reduce(0, seg.view(-1, 1).expand(-1, h), score.detach(), "amax")
+        w = torch.exp(score - top.index_select(0, seg))
+        den = torch.zeros(n * g, h, device=x.device, dtype=w.dtype).index_add(0, seg, w)
+        att = w / den.index_select(0, seg)
+        agg = torch.zeros(n * g, h, d, device=x.device, dtype=val.dtype)
+        agg = agg.index_add(0, seg, att.unsqueeze(-1) * val).view(n, g * h * d)
         return self.root(x) + self.out(agg)
 
 
@@ -208,23 +220,40 @@ class _Trunk(nn.Module):
 class PairHeads(nn.Module):
     """Existence, sign, signed-weight and 3-class heads over node pairs.
 
-    One trunk ``relu(W2 relu(A z_u + B z_v + C f + b))`` (the node projections are
-    computed once per node) feeds a linear layer with six outputs: the existence logit,
-    the sign logit, the signed weight (through tanh) and the three logits of (no link,
-    positive, negative). The trunk also reads the pair's online features when
-    ``feat_dim > 0``.
+    A trunk ``relu(W2 relu(A z_u + B z_v + C f + b))`` (the node projections are computed
+    once per node; ``C f`` reads the pair's online features when ``feat_dim > 0``) feeds
+    linear outputs: the existence logit, the sign logit, the signed weight and the three
+    logits of (no link, positive, negative).
+
+    * ``split_trunk``: existence reads its own trunk, sign and weight another, and the
+      3-class logits both (concatenated); otherwise one trunk feeds everything.
+    * ``sign_weight``: the signed weight is ``p * m+ - (1 - p) * m-`` with ``p`` the
+      sign probability and ``m+``, ``m-`` in (0, 1) the magnitudes expected for each
+      sign; otherwise ``tanh`` of one output.
 
     Args:
         emb_dim: Node embedding size.
         feat_dim: Number of pair features (0 for none).
         hidden: Trunk width.
+        split_trunk: Separate existence and sign trunks.
+        sign_weight: Sign-conditioned weight head.
     """
 
-    def __init__(self, emb_dim: int, feat_dim: int, hidden: int) -> None:
+    def __init__(self, emb_dim: int, feat_dim: int, hidden: int, split_trunk: bool = False,
+                 sign_weight: bool = False) -> None:
         super().__init__()
         self.feat_dim = feat_dim
+        self.split_trunk = split_trunk
+        self.sign_weight = sign_weight
         self.trunk = _Trunk(emb_dim, feat_dim, hidden)
-        self.out = nn.Linear(hidden, 6)
+        n_w = 2 if sign_weight else 1
+        if split_trunk:
+            self.sign_trunk = _Trunk(emb_dim, feat_dim, hidden)
+            self.exist_out = nn.Linear(hidden, 1)
+            self.sign_out = nn.Linear(hidden, 1 + n_w)
+            self.class_out = nn.Linear(2 * hidden, 3)
+        else:
+            self.out = nn.Linear(hidden, 1 + 1 + n_w + 3)
 
     def reset_parameters(self) -> None:
         """Re-initialise every linear layer."""
@@ -235,15 +264,27 @@ class PairHeads(nn.Module):
     def exist(self, z: Tensor, iu: Tensor, iv: Tensor, f: Tensor | None) -> Tensor:
         """Existence logits only."""
         h = self.trunk(z, iu, iv, f)
+        if self.split_trunk:
+            return self.exist_out(h).squeeze(-1)
         return F.linear(h, self.out.weight[:1], self.out.bias[:1]).squeeze(-1)
 
     def forward(
         self, z: Tensor, iu: Tensor, iv: Tensor, f: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """All heads: ``(exist_logit, sign_logit, signed_weight, class_logits[.,3])``."""
-        return self.split(self.out(self.trunk(z, iu, iv, f)))
+        h = self.trunk(z, iu, iv, f)
+        if self.split_trunk:
+            hs = self.sign_trunk(z, iu, iv, f)
+            o = torch.cat([self.exist_out(h), self.sign_out(hs),
+                           self.class_out(torch.cat([h, hs], dim=-1))], dim=-1)
+        else:
+            o = self.out(h)
+        return self.split(o)
 
-    @staticmethod
-    def split(o: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Split the six raw outputs into the four heads."""
+    def split(self, o: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Split the raw outputs into the four heads."""
+        if self.sign_weight:
+            p = torch.sigmoid(o[:, 1])
+            weight = p * torch.sigmoid(o[:, 2]) - (1 - p) * torch.sigmoid(o[:, 3])
+            return o[:, 0], o[:, 1], weight, o[:, 4:]
         return o[:, 0], o[:, 1], torch.tanh(o[:, 2]), o[:, 3:]

@@ -14,7 +14,8 @@ Variants from the same code:
 * ``unsigned``: one memory and one message function (TGN); sign and weight remain edge
   features.
 
-With ``use_features`` the heads also read :class:`~models.features.OnlineFeatures`.
+With ``use_features`` the heads also read :class:`~models.features.OnlineFeatures`, and
+with ``triads`` too the signed-triad features of :mod:`models.triads`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from models.data import EventBatch
-from models.features import NUM_FEATURES, OnlineFeatures
+from models.features import OnlineFeatures, feature_dim
 from models.memory import RecentNeighbors, SignedMemory, state_nbytes
 from models.modules import (
     EDGE_DIM,
@@ -60,6 +61,13 @@ class ModelConfig:
         slots: Pending events kept per node (``last`` needs 1).
         use_features: Feed the online pair features to the heads.
         fg_iters: Fairness/goodness iterations per batch (features only).
+        triads: Add the signed-triad features to the online features (features only).
+            A stored config without this key predates them and reads as False.
+        activity: Add time-decayed activity counts to the online features (features
+            only). A stored config without this key predates them and reads as False.
+        sign_attention: One attention softmax per interaction sign.
+        split_trunk: Separate existence and sign trunks in the heads.
+        sign_weight: Sign-conditioned weight head.
     """
 
     num_nodes: int
@@ -75,6 +83,11 @@ class ModelConfig:
     slots: int = 1
     use_features: bool = True
     fg_iters: int = 1
+    triads: bool = True
+    activity: bool = True
+    sign_attention: bool = False
+    split_trunk: bool = False
+    sign_weight: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -92,7 +105,10 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Build from a dict, ignoring unknown keys."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        for added_later in ("triads", "activity"):
+            values.setdefault(added_later, False)
+        return cls(**values)
 
 
 @dataclass
@@ -244,11 +260,15 @@ def build_model(config: ModelConfig) -> SignedTGN:
     )
     neighbors = RecentNeighbors(config.num_nodes, config.neighbors)
     embedding = NeighborAttention(
-        n_mem * config.memory_dim, time_enc, EDGE_DIM, config.embed_dim, config.heads
+        n_mem * config.memory_dim, time_enc, EDGE_DIM, config.embed_dim, config.heads,
+        per_sign=config.sign_attention,
     )
-    feat_dim = NUM_FEATURES if config.use_features else 0
-    heads = PairHeads(config.embed_dim, feat_dim, config.hidden)
-    features = OnlineFeatures(config.num_nodes, config.fg_iters) if config.use_features else None
+    feat_dim = feature_dim(config.triads, activity=config.activity) if config.use_features else 0
+    heads = PairHeads(config.embed_dim, feat_dim, config.hidden,
+                      split_trunk=config.split_trunk, sign_weight=config.sign_weight)
+    features = (OnlineFeatures(config.num_nodes, config.fg_iters, triads=config.triads,
+                               activity=config.activity)
+                if config.use_features else None)
     model = SignedTGN(config, memory, neighbors, embedding, heads, features)
     model.reset_parameters()
     return model

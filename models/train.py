@@ -7,8 +7,11 @@ each epoch the validation period is scored under the strict protocol (with prequ
 adaptation when enabled, on a throw-away copy of the weights); the best epoch by
 ``sign AUC + existence MRR`` is kept, with early stopping.
 
-Checkpoints hold ``{'state_dict': ..., 'config': {...}}`` with a JSON-safe config and are
-read back only with ``torch.load(path, weights_only=True)``.
+Large batches: the training batch (``train_batch_size``) may be larger than the
+protocol's; random chunk scheduling moves its boundaries every epoch and the learning
+rate follows the square-root rule. The training period can be streamed from the
+database (``stream_chunk``), and trained by N data-parallel processes (``gpus``, see
+:mod:`models.distributed`). Checkpoints: :mod:`models.checkpoint` (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,29 +19,35 @@ from __future__ import annotations
 import copy
 import json
 import math
+import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from models.checkpoint import load_checkpoint, record_model, save_checkpoint
 from models.data import (
     EventBatch,
     SignedEvents,
     TimeSplit,
+    first_batch_size,
     iter_batches,
     load_events,
     resolve_run,
     split_by_time,
 )
-from models.protocol import BatchScores, make_negatives, metrics_from, run_protocol
+from models.distributed import DistContext, launch, parameter_digest, plan_processes
+from models.protocol import make_negatives, metrics_from, run_protocol
 from models.sampling import TrainingNegatives
 from models.signed_tgn import ModelConfig, SignedTGN, build_model
+from models.step import NeuralMethod, resolve_device, train_step
+from models.stream import StreamInfo, iter_event_chunks, load_window, stream_batches, stream_info
 from sim.errors import SignsimError
 from sim.store.database import Store, open_store
 
@@ -48,6 +57,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "fit_model",
+    "fit_stream",
     "load_checkpoint",
     "resolve_device",
     "save_checkpoint",
@@ -74,6 +84,19 @@ class TrainConfig:
         neg_sign_weight: Loss weight of negative-sign events in the sign loss.
         train_frac: Share of time for training.
         val_frac: Share of time for validation.
+        train_batch_size: Events per training batch (0: ``batch_size``). The protocol
+            (validation, ``evaluate``) always scores in batches of ``batch_size``.
+        chunk_size: Random chunk scheduling (TGL, Zhou et al., VLDB 2022): each epoch's
+            first training batch holds a random multiple of ``chunk_size`` events (0 to
+            ``train_batch_size - chunk_size``), so batch boundaries, and with them which
+            events are scored without seeing each other, move from epoch to epoch.
+            0: ``batch_size``; a chunk >= the training batch keeps the boundaries fixed.
+        lr_scale: Multiply ``lr`` by ``(train_batch_size / batch_size) ** lr_scale`` (0.5:
+            the square-root rule for large batches; 0: no scaling).
+        stream_chunk: When > 0, each epoch reads the training period from the database
+            in chunks of this many rows (host memory bounded by the chunk, not the run).
+        val_window: With ``stream_chunk``: validation events scored per epoch for model
+            selection (0: the whole validation period), read as one window.
     """
 
     epochs: int = 6
@@ -89,6 +112,21 @@ class TrainConfig:
     neg_sign_weight: float = 1.0
     train_frac: float = 0.70
     val_frac: float = 0.15
+    train_batch_size: int = 0
+    chunk_size: int = 0
+    lr_scale: float = 0.5
+    stream_chunk: int = 0
+    val_window: int = 0
+
+    @property
+    def train_batch(self) -> int:
+        """Events per training batch."""
+        return self.train_batch_size or self.batch_size
+
+    @property
+    def train_lr(self) -> float:
+        """Learning rate of the training epochs (scaled for large batches)."""
+        return self.lr * (self.train_batch / self.batch_size) ** self.lr_scale
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe dict."""
@@ -99,119 +137,6 @@ class TrainConfig:
         """Build from a dict, ignoring unknown keys."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cpu``/``cuda``/``cuda:N`` as given.
-
-    Raises:
-        SignsimError: An unknown device, or CUDA requested where there is none.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise SignsimError(f"Unknown device '{name}'; use auto, cpu or cuda.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SignsimError("Device 'cuda' was requested but no CUDA GPU is available.")
-    if dev.type not in ("cpu", "cuda"):
-        raise SignsimError(f"Unsupported device '{name}'; use auto, cpu or cuda.")
-    return dev
-
-
-def train_step(
-    model: SignedTGN,
-    batch: EventBatch,
-    sampler: TrainingNegatives,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    neg_sign_weight: float = 1.0,
-) -> float:
-    """One optimiser step on a batch scored from the state before it; returns the loss.
-
-    The batch is not written into the state here (call ``model.observe`` after).
-    """
-    optimizer.zero_grad()
-    b = len(batch)
-    neg = sampler.sample(batch.src, batch.dst, generator)
-    u = torch.cat([batch.src, batch.src])
-    v = torch.cat([batch.dst, neg])
-    out = model(u, v, float(batch.t[0]))
-    y_exist = torch.cat([torch.ones(b, device=u.device), torch.zeros(b, device=u.device)])
-    positive = batch.sign > 0
-    sign_w = torch.where(positive, 1.0, neg_sign_weight)
-    loss = F.binary_cross_entropy_with_logits(out.exist, y_exist)
-    loss = loss + F.binary_cross_entropy_with_logits(
-        out.sign[:b], positive.float(), weight=sign_w
-    ) / sign_w.mean()
-    loss = loss + F.mse_loss(out.weight[:b], batch.signed_weight)
-    y3 = torch.cat([torch.where(positive, 1, 2), torch.zeros(b, dtype=torch.long,
-                                                             device=u.device)])
-    loss = loss + F.cross_entropy(out.classes, y3)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-    optimizer.step()
-    return float(loss.detach())
-
-
-class NeuralMethod:
-    """Adapter of a :class:`SignedTGN` to the online protocol.
-
-    Args:
-        name: Row name in reports.
-        model: The model.
-        train: Its training settings (adaptation learning rate, loss weights).
-        sampler: Training-negative sampler (shared with the training loop).
-        generator: Random generator for adaptation negatives.
-    """
-
-    def __init__(
-        self, name: str, model: SignedTGN, train: TrainConfig,
-        sampler: TrainingNegatives | None = None, generator: torch.Generator | None = None,
-    ) -> None:
-        self.name = name
-        self.model = model
-        self.train = train
-        device = next(model.parameters()).device
-        self.sampler = sampler or TrainingNegatives(model.num_nodes).to(device)
-        self.generator = generator or torch.Generator().manual_seed(train.seed + 1)
-        self._opt: torch.optim.Optimizer | None = None
-
-    def reset_state(self) -> None:
-        """Forget the stream (weights are kept)."""
-        self.model.reset_state()
-        self.sampler.reset_state()
-
-    @torch.no_grad()
-    def score(self, batch: EventBatch, negatives: Tensor, col3: int) -> BatchScores:
-        """Score true pairs, their negatives and the 3-class negatives."""
-        self.model.eval()
-        b, q = negatives.shape
-        u = torch.cat([batch.src, batch.src, batch.src.repeat_interleave(q)])
-        v = torch.cat([batch.dst, negatives[:, col3], negatives.reshape(-1)])
-        out = self.model(u, v, float(batch.t[0]), n_full=2 * b)
-        p3 = torch.softmax(out.classes, dim=-1)
-        return BatchScores(
-            exist_pos=out.exist[:b], exist_neg=out.exist[2 * b:].view(b, q),
-            p_pos=torch.sigmoid(out.sign[:b]), weight=out.weight[:b],
-            p3_pos=p3[:b], p3_neg=p3[b:],
-        )
-
-    def learn(self, batch: EventBatch) -> None:
-        """One adaptation step on the revealed batch (before it is observed)."""
-        if self._opt is None:
-            self._opt = torch.optim.Adam(self.model.parameters(), lr=self.train.adapt_lr,
-                                         fused=True)
-        self.model.train()
-        train_step(self.model, batch, self.sampler, self._opt, self.generator,
-                   self.train.neg_sign_weight)
-        self.model.eval()
-
-    def observe(self, batch: EventBatch) -> None:
-        """Write the batch into the model's state and the negative sampler."""
-        self.model.observe(batch)
-        self.sampler.observe(batch.src, batch.dst)
 
 
 @dataclass
@@ -246,6 +171,7 @@ def fit_model(
     *,
     progress: bool = False,
     name: str = "model",
+    ctx: DistContext | None = None,
 ) -> FitResult:
     """Train a model on ``events[:split.train_end]`` and select the best epoch on validation.
 
@@ -256,49 +182,139 @@ def fit_model(
         train: Training settings.
         progress: Show a tqdm progress bar.
         name: Label of the progress bar.
+        ctx: This process's data-parallel group (None: one process).
     """
+    main = ctx is None or ctx.is_main
+    negatives = (make_negatives(events, split, train.batch_size, train.select_neg,
+                                train.eval_seed) if main else None)
+
+    def batches(first: int | None) -> Iterable[EventBatch]:
+        return iter_batches(events, 0, split.train_end, train.train_batch, first)
+
+    def validate(method: NeuralMethod) -> dict[str, float]:
+        assert negatives is not None
+        res = run_protocol(method, events, split, negatives, train.batch_size,
+                           adapt=train.adapt, parts=("val",), warmup=False)
+        return metrics_from(res)["val"]
+
+    return _fit(batches, split.train_end, validate, model_config, train, events.device,
+                progress=progress, name=name, ctx=ctx)
+
+
+def fit_stream(
+    store: Store,
+    info: StreamInfo,
+    model_config: ModelConfig,
+    train: TrainConfig,
+    device: torch.device,
+    *,
+    progress: bool = False,
+    name: str = "model",
+    ctx: DistContext | None = None,
+) -> FitResult:
+    """:func:`fit_model` reading the training period from the database in chunks.
+
+    Each epoch streams ``[0, train_end)`` in chunks of ``train.stream_chunk`` rows. Model
+    selection scores the first ``train.val_window`` validation events (all when 0) under
+    the strict protocol, from the state at the end of the epoch; the evaluation
+    negatives' histories come from as many events before the validation period (a
+    bounded window, so historical negatives only know that recent past).
+    """
+    split, chunk = info.split, train.stream_chunk
+    n_val = split.val_end - split.train_end
+    n_val = min(n_val, train.val_window) if train.val_window > 0 else n_val
+    hist = min(split.train_end, n_val)
+    validate = None
+    if ctx is None or ctx.is_main:
+        window = load_window(store, info, split.train_end - hist, split.train_end + n_val,
+                             chunk).to(device)
+        wsplit = TimeSplit(train_end=hist, val_end=hist + n_val, n=hist + n_val,
+                           train_time=split.train_time, val_time=split.val_time)
+        negatives = make_negatives(window, wsplit, train.batch_size, train.select_neg,
+                                   train.eval_seed)
+
+        def validate(method: NeuralMethod) -> dict[str, float]:
+            res = run_protocol(method, window, wsplit, negatives, train.batch_size,
+                               adapt=train.adapt, parts=("val",), warmup=False)
+            return metrics_from(res)["val"]
+
+    def batches(first: int | None) -> Iterable[EventBatch]:
+        chunks = iter_event_chunks(store, info, 0, split.train_end, chunk)
+        return stream_batches(chunks, train.train_batch, first, device)
+
+    return _fit(batches, split.train_end, validate, model_config, train, device,
+                progress=progress, name=name, ctx=ctx)
+
+
+def _fit(
+    batches: Callable[[int | None], Iterable[EventBatch]],
+    n_train: int,
+    validate: Callable[[NeuralMethod], dict[str, float]] | None,
+    model_config: ModelConfig,
+    train: TrainConfig,
+    device: torch.device,
+    *,
+    progress: bool,
+    name: str,
+    ctx: DistContext | None,
+) -> FitResult:
+    """The epoch loop shared by in-memory, streamed and data-parallel training."""
     torch.manual_seed(train.seed)
-    device = events.device
     model = build_model(model_config).to(device)
-    gen = torch.Generator().manual_seed(train.seed)
+    rank = ctx.rank if ctx is not None else 0
+    gen = torch.Generator().manual_seed(train.seed + 1_000_003 * rank)
+    schedule = torch.Generator().manual_seed(train.seed + 104_729)  # the same on every rank
     sampler = TrainingNegatives(model.num_nodes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, fused=True)
-    negatives = make_negatives(events, split, train.batch_size, train.select_neg,
-                               train.eval_seed)
-    n_batches = math.ceil(split.train_end / train.batch_size)
+
+    def sync() -> None:
+        if ctx is not None:
+            ctx.average_gradients(model)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=train.train_lr, fused=True)
+    chunk = train.chunk_size or train.batch_size
+    n_batches = math.ceil(n_train / train.train_batch)
+    main = ctx is None or ctx.is_main
     result = FitResult(model=model)
     best_state: dict[str, Tensor] | None = None
     best_score, stale, total_events, total_time = -math.inf, 0, 0, 0.0
-    bar = tqdm(total=train.epochs * n_batches, disable=not progress, desc=f"train {name}",
-               unit="batch")
+    bar = tqdm(total=train.epochs * n_batches, disable=not (progress and main),
+               desc=f"train {name}", unit="batch")
     for epoch in range(1, train.epochs + 1):
         model.train()
         model.reset_state()
         sampler.reset_state()
-        t0, loss_sum = time.perf_counter(), 0.0
-        for batch in iter_batches(events, 0, split.train_end, train.batch_size):
-            loss_sum += train_step(model, batch, sampler, optimizer, gen, train.neg_sign_weight)
+        first = first_batch_size(train.train_batch, chunk, schedule)
+        t0, loss_sum, steps = time.perf_counter(), 0.0, 0
+        for batch in batches(first):
+            if ctx is None:
+                loss_sum += train_step(model, batch, sampler, optimizer, gen,
+                                       train.neg_sign_weight)
+            elif len(batch) >= ctx.world:  # every rank needs a non-empty share
+                a, b = ctx.share(0, len(batch))
+                loss_sum += train_step(model, batch_part(batch, a, b), sampler, optimizer,
+                                       gen, train.neg_sign_weight, sync=sync,
+                                       t_ref=float(batch.t[0]))
+                model._computed = None  # replicas persist the whole batch the same way
+            steps += 1
             model.observe(batch)
             sampler.observe(batch.src, batch.dst)
             bar.update(1)
         seconds = time.perf_counter() - t0
-        total_events += split.train_end
+        total_events += n_train
         total_time += seconds
-        weights = copy.deepcopy(model.state_dict())
-        state = _copy_state(model, sampler)
-        method = NeuralMethod(name, model, train, sampler, torch.Generator().manual_seed(epoch))
-        res = run_protocol(method, events, split, negatives, train.batch_size,
-                           adapt=train.adapt, parts=("val",), warmup=False)
-        val = metrics_from(res)["val"]
-        model.load_state_dict(weights)
-        _restore_state(model, sampler, state)
-        model._computed = None
-        score = _selection_score(val)
-        result.history.append({"epoch": epoch, "loss": loss_sum / n_batches,
-                               "train_seconds": seconds, "selection": score,
-                               **{f"val_{k}": v for k, v in val.items()}})
-        bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}", val_auc=f"{val['sign_auc']:.3f}",
-                        val_mrr=f"{val['exist_mrr']:.3f}")
+        loss = loss_sum / max(steps, 1)
+        val: dict[str, float] = {}
+        score = -math.inf
+        if main and validate is not None:
+            val = _validate(model, sampler, validate, train, name, epoch)
+            score = _selection_score(val)
+        if ctx is not None:
+            score = ctx.broadcast([score])[0]
+        result.history.append({"epoch": epoch, "loss": loss, "train_seconds": seconds,
+                               "selection": score, **{f"val_{k}": v for k, v in val.items()}})
+        if val:
+            bar.set_postfix(loss=f"{loss:.3f}", val_auc=f"{val['sign_auc']:.3f}",
+                            val_mrr=f"{val['exist_mrr']:.3f}")
         if score > best_score:
             best_score, stale = score, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -314,13 +330,33 @@ def fit_model(
     return result
 
 
+def batch_part(batch: EventBatch, a: int, b: int) -> EventBatch:
+    """Events ``[a, b)`` of a batch (positions within it)."""
+    return EventBatch(start=batch.start + a, src=batch.src[a:b], dst=batch.dst[a:b],
+                      t=batch.t[a:b], sign=batch.sign[a:b], weight=batch.weight[a:b])
+
+
+def _validate(
+    model: SignedTGN, sampler: TrainingNegatives,
+    validate: Callable[[NeuralMethod], dict[str, float]], train: TrainConfig, name: str,
+    epoch: int,
+) -> dict[str, float]:
+    """Score validation from the end-of-epoch state on a throw-away copy of it."""
+    weights = copy.deepcopy(model.state_dict())
+    state = _copy_state(model, sampler)
+    method = NeuralMethod(name, model, train, sampler, torch.Generator().manual_seed(epoch))
+    val = validate(method)
+    model.load_state_dict(weights)
+    _restore_state(model, sampler, state)
+    model._computed = None
+    return val
+
+
 def _copy_state(model: SignedTGN, sampler: TrainingNegatives) -> dict[str, Any]:
     bufs = {k: v.clone() for k, v in model.named_buffers()}
     bufs.update({f"__sampler.{k}": v.clone() for k, v in sampler.named_buffers()})
     feats = model.features
-    extra = None
-    if feats is not None:
-        extra = (dict(feats.pairs.table), feats._hist_n)
+    extra = feats.extra_state() if feats is not None else None
     return {"buffers": bufs, "features": extra}
 
 
@@ -330,58 +366,7 @@ def _restore_state(model: SignedTGN, sampler: TrainingNegatives, state: dict[str
     for k, v in state["buffers"].items():
         bufs[k].copy_(v)
     if model.features is not None and state["features"] is not None:
-        table, hist_n = state["features"]
-        model.features.pairs.table = table
-        model.features._hist_n = hist_n  # the buffers only grow: rows < hist_n unchanged
-
-
-def save_checkpoint(path: str | Path, model: SignedTGN, extra: dict[str, Any]) -> Path:
-    """Write ``{'state_dict', 'config'}``; ``config`` = model config + ``extra`` (JSON-safe)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    config = {"model": model.config.to_dict(), **extra}
-    json.dumps(config)  # refuse anything that is not JSON-safe
-    torch.save({"state_dict": model.state_dict(), "config": config}, p)
-    return p
-
-
-def load_checkpoint(
-    path: str | Path, num_nodes: int | None = None, device: torch.device | str = "cpu"
-) -> tuple[SignedTGN, dict[str, Any]]:
-    """Load a checkpoint with ``weights_only=True`` and rebuild the model.
-
-    Args:
-        path: The checkpoint file.
-        num_nodes: Size the state for this many nodes (default: as trained).
-        device: Where to put the model.
-
-    Raises:
-        SignsimError: Missing or unreadable checkpoint.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise SignsimError(f"Checkpoint '{p}' does not exist.")
-    try:
-        data = torch.load(p, weights_only=True, map_location=device)
-        config = data["config"]
-        mcfg = dict(config["model"])
-    except Exception as exc:  # any unreadable file is a user error here
-        raise SignsimError(
-            f"Checkpoint '{p}' cannot be read as a signsim checkpoint: {exc}"
-        ) from None
-    if num_nodes is not None:
-        mcfg["num_nodes"] = num_nodes
-    try:
-        model = build_model(ModelConfig.from_dict(mcfg)).to(device)
-        model.load_state_dict(data["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        what = "has no state_dict" if isinstance(exc, KeyError) else (
-            f"does not fit its own configuration ({str(exc).splitlines()[0][:200]})")
-        raise SignsimError(
-            f"Checkpoint '{p}' {what}; it was not written by this version of signsim's "
-            "`signsim train`, or it was edited. Train a new one with `signsim train RUN`."
-        ) from None
-    return model, config
+        model.features.load_extra_state(state["features"])
 
 
 @dataclass
@@ -396,7 +381,9 @@ class TrainResult:
         val_metrics: Validation metrics of the best epoch.
         seconds: Wall time.
         train_events_per_s: Training throughput.
-        device: Device used.
+        device: Device used (rank 0's when data-parallel).
+        processes: Data-parallel processes.
+        param_sha256: SHA-256 of the trained parameters on every rank (all equal).
     """
 
     model_id: int
@@ -407,19 +394,8 @@ class TrainResult:
     seconds: float
     train_events_per_s: float
     device: str
-
-
-def _record_model(store: Store, name: str, run_id: int, ckpt: Path, config: dict[str, Any],
-                  metrics: dict[str, Any]) -> int:
-    from sqlalchemy import insert
-
-    from sim.store.schema import ModelRecord
-
-    row = {"name": name, "run_id": run_id, "created_at": datetime.now(UTC).replace(tzinfo=None),
-           "checkpoint": str(ckpt.resolve()), "config_json": json.dumps(config, sort_keys=True),
-           "metrics_json": json.dumps(metrics, sort_keys=True, default=float)}
-    with store.begin() as conn:
-        return int(conn.execute(insert(ModelRecord).returning(ModelRecord.id), row).scalar_one())
+    processes: int = 1
+    param_sha256: list[str] = field(default_factory=list)
 
 
 def train_run(
@@ -434,6 +410,7 @@ def train_run(
     device: str = "auto",
     name: str | None = None,
     progress: bool = True,
+    gpus: int = 1,
 ) -> TrainResult:
     """Train a model on a stored run and record it in the ``models`` table.
 
@@ -448,36 +425,84 @@ def train_run(
         device: ``auto``, ``cpu`` or ``cuda``.
         name: Model name (default ``<variant>-run<id>-seed<seed>``).
         progress: Show a progress bar.
+        gpus: Data-parallel processes (:mod:`models.distributed`): one per CUDA GPU
+            (NCCL), or with ``device='cpu'`` that many CPU processes (gloo).
 
     Raises:
         SignsimError: Unknown run, bad settings, or an unusable device.
     """
     t0 = time.perf_counter()
     train = train or TrainConfig()
+    if train.epochs < 1 or train.batch_size < 1 or train.train_batch_size < 0:
+        raise SignsimError("--epochs and --batch-size must be at least 1.")
+    if train.chunk_size < 0 or train.stream_chunk < 0 or train.val_window < 0:
+        raise SignsimError("--chunk-size, --stream-chunk and --val-window cannot be negative.")
+    opts = {"variant": variant, "use_features": use_features, "train": train.to_dict(),
+            "model_overrides": model_overrides or {}, "out_dir": str(out_dir),
+            "name": name, "progress": progress}
     store = db if isinstance(db, Store) else open_store(db, create=False)
     run_id = resolve_run(store, run)
-    dev = resolve_device(device)
-    events = load_events(store, run_id).to(dev)
-    split = split_by_time(events, train.train_frac, train.val_frac)
+    if gpus == 1:
+        res = _train(store, run_id, opts, resolve_device(device), None)
+        assert res is not None
+        res.seconds = time.perf_counter() - t0
+        return res
+    plan_processes(gpus, device)  # refuse before spawning anything
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        launch(_train_rank, gpus, device, (store.url, run_id, opts, str(out)))
+        data = json.loads(out.read_text())
+    data["seconds"] = time.perf_counter() - t0
+    return TrainResult(**data)
+
+
+def _train_rank(ctx: DistContext, url: str, run_id: int, opts: dict[str, Any],
+                result_path: str) -> None:
+    """One data-parallel process of :func:`train_run` (rank 0 writes the result)."""
+    res = _train(open_store(url, create=False), run_id, opts, ctx.device, ctx)
+    if res is not None:
+        Path(result_path).write_text(json.dumps(asdict(res)))
+
+
+def _train(store: Store, run_id: int, opts: dict[str, Any], dev: torch.device,
+           ctx: DistContext | None) -> TrainResult | None:
+    """Train on this process's device; records the model on the main process only."""
+    train = TrainConfig.from_dict(opts["train"])
+    variant, progress = opts["variant"], opts["progress"]
+    if train.stream_chunk > 0:
+        info = stream_info(store, run_id, train.train_frac, train.val_frac)
+        num_nodes, split = info.num_nodes, info.split
+    else:
+        events = load_events(store, run_id).to(dev)
+        num_nodes, split = events.num_nodes, split_by_time(events, train.train_frac,
+                                                           train.val_frac)
     try:
-        mcfg = ModelConfig(num_nodes=events.num_nodes, variant=variant,
-                           use_features=use_features, **(model_overrides or {}))
+        mcfg = ModelConfig(num_nodes=num_nodes, variant=variant,
+                           use_features=opts["use_features"], **opts["model_overrides"])
     except (TypeError, ValueError) as exc:
         raise SignsimError(f"Bad model settings: {exc}.") from None
-    if train.epochs < 1 or train.batch_size < 1:
-        raise SignsimError("--epochs and --batch-size must be at least 1.")
-    name = name or f"{variant}-run{run_id}-seed{train.seed}"
-    fit = fit_model(events, split, mcfg, train, progress=progress, name=name)
+    name = opts["name"] or f"{variant}-run{run_id}-seed{train.seed}"
+    if train.stream_chunk > 0:
+        fit = fit_stream(store, info, mcfg, train, dev, progress=progress, name=name, ctx=ctx)
+    else:
+        fit = fit_model(events, split, mcfg, train, progress=progress, name=name, ctx=ctx)
+    digests = [parameter_digest(fit.model)]
+    if ctx is not None:
+        digests = ctx.gather_digests(digests[0])
+        if not ctx.is_main:
+            return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    ckpt = Path(out_dir) / f"{name}-{stamp}.pt"
+    ckpt = Path(opts["out_dir"]) / f"{name}-{stamp}.pt"
+    processes = 1 if ctx is None else ctx.world
     config = {"train": train.to_dict(), "run_id": run_id, "split": asdict(split),
-              "name": name}
+              "name": name, "processes": processes}
     save_checkpoint(ckpt, fit.model, config)
     metrics = {"best_epoch": fit.best_epoch, "val": fit.val_metrics, "history": fit.history,
-               "train_events_per_s": fit.train_events_per_s, "device": str(dev)}
-    model_id = _record_model(store, name, run_id, ckpt,
+               "train_events_per_s": fit.train_events_per_s, "device": str(dev),
+               "processes": processes, "param_sha256": digests}
+    model_id = record_model(store, name, run_id, ckpt,
                              {"model": fit.model.config.to_dict(), **config}, metrics)
     return TrainResult(model_id=model_id, run_id=run_id, checkpoint=str(ckpt),
                        best_epoch=fit.best_epoch, val_metrics=fit.val_metrics,
-                       seconds=time.perf_counter() - t0,
-                       train_events_per_s=fit.train_events_per_s, device=str(dev))
+                       seconds=0.0, train_events_per_s=fit.train_events_per_s,
+                       device=str(dev), processes=processes, param_sha256=digests)

@@ -57,17 +57,19 @@ def test_evaluate_runs_model_and_baselines_in_one_protocol(trained):
     rep = evaluate_model(trained["db"], trained["result"].model_id, device="cpu",
                          progress=False)
     assert list(rep.metrics) == ["model", "edgebank", "edgebank_window", "reputation",
-                                 "logreg", "gbdt", "tgn"]
+                                 "logreg", "gbdt", "gbdt+triads", "tgn"]
     for method, parts in rep.metrics.items():
         for part in ("val", "test"):
             m = parts[part]
             assert 0 <= m["exist_mrr"] <= 1, method
             assert math.isfinite(m["sign_macro_f1"]) and math.isfinite(m["weight_rmse"])
         assert parts["val"]["sign_threshold"] == parts["test"]["sign_threshold"]
+        assert 0 <= m["sign_macro_f1_preq"] <= 1 and 0 <= m["three_class_macro_f1_preq"] <= 1
     data = json.loads(rep.to_json())
     assert set(data["test"]) == set(rep.metrics) and "prequential" in data["protocol"]
     table = rep.format_table()
     assert table.splitlines()[1].split()[:3] == ["method", "MRR", "AP"]
+    assert table.splitlines()[1].split()[-3:] == ["pq.mF1", "pq.F1n", "pq.3c"]
     stored = open_store(trained["db"]).frame("SELECT metrics_json FROM models WHERE id = :i",
                                              {"i": trained["result"].model_id})
     assert "evaluation" in json.loads(stored.metrics_json[0])
@@ -122,7 +124,7 @@ def test_cli_train_evaluate_forecast(trained):
     (["train", "99", "--no-progress"], "No run with id 99"),
     (["train", "nosuchnet", "--no-progress"], "No complete run with id or name 'nosuchnet'"),
     (["train", "1", "--device", "tpu", "--no-progress"], "Unknown device 'tpu'"),
-    (["train", "1", "--variant", "magic", "--no-progress"], "Bad model settings"),
+    (["train", "1", "--variant", "magic", "--no-progress"], "'magic' is not one of"),
     (["evaluate", "99", "--no-progress"], "No model with id 99"),
     (["forecast", "99", "--no-progress"], "No model with id 99"),
 ])

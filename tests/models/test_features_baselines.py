@@ -10,7 +10,14 @@ import torch
 
 from models.baselines import EdgeBank, FeatureClassifier, ReputationHeuristic
 from models.data import events_from_arrays, split_by_time
-from models.features import COUNT_FEATURES, FEATURE_NAMES, OnlineFeatures
+from models.features import (
+    ACTIVITY_NAMES,
+    COUNT_FEATURES,
+    FEATURE_NAMES,
+    HALF_LIVES,
+    OnlineFeatures,
+    feature_dim,
+)
 from models.protocol import make_negatives, metrics_from, run_protocol
 from models.scoring import (
     best_sign_threshold,
@@ -152,3 +159,43 @@ def test_all_baselines_run_the_protocol_and_feature_classifiers_learn():
     # The stream has negative-prone targets: reputation and the classifiers find them.
     assert results["reputation"]["sign_auc"] > 0.7
     assert results["gbdt"]["sign_auc"] > 0.6 and results["logreg"]["sign_auc"] > 0.6
+
+
+def test_feature_classifier_feature_sets_and_names():
+    ev = random_stream(600, 20, seed=8)
+    split = split_by_time(ev)
+    negs = make_negatives(ev, split, 50, n_neg=10)
+    widths = {}
+    for features, triads, name in (("counts", False, "gbdt"), ("counts", True, "gbdt+triads"),
+                                   ("all", False, "gbdt_all"), ("all", True, "gbdt_all+triads")):
+        clf = FeatureClassifier(ev.num_nodes, "gbdt", features=features, triads=triads)
+        assert clf.name == name
+        clf.fit(ev, split, 50)
+        widths[name] = np.concatenate(clf._x_pos).shape[1]
+        m = metrics_from(run_protocol(clf, ev, split, negs, 50))["test"]
+        assert m["sign_auc"] > 0.6, name
+    n_all = len(FEATURE_NAMES) + len(ACTIVITY_NAMES)
+    assert widths == {"gbdt": 10, "gbdt+triads": 29, "gbdt_all": n_all,
+                      "gbdt_all+triads": n_all + 19}
+    with pytest.raises(ValueError, match="features"):
+        FeatureClassifier(3, "gbdt", features="some")
+
+
+def test_activity_counts_decay_exactly():
+    f = OnlineFeatures(3, fg_iters=0, activity=True)
+    f.observe(STREAM.src[:2], STREAM.dst[:2], STREAM.t[:2], STREAM.sign[:2], STREAM.weight[:2])
+    f.observe(STREAM.src[2:], STREAM.dst[2:], STREAM.t[2:], STREAM.sign[2:], STREAM.weight[2:])
+    row = f.query(torch.tensor([0]), torch.tensor([1]), 8.0)[0]
+    assert row.shape == (feature_dim(False, activity=True),)
+    x = dict(zip(FEATURE_NAMES + ACTIVITY_NAMES, row.tolist(), strict=True))
+
+    def decayed(times, h):
+        return math.log1p(sum(0.5 ** ((8.0 - t) / h) for t in times))
+
+    for h in HALF_LIVES:
+        # node 1 received at t = 1, 2, 5 and gave at t = 4; node 0 gave at 1, 5, got at 4
+        assert x[f"v_in_rate_{h:g}"] == pytest.approx(decayed([1.0, 2.0, 5.0], h))
+        assert x[f"v_out_rate_{h:g}"] == pytest.approx(decayed([4.0], h))
+        assert x[f"u_out_rate_{h:g}"] == pytest.approx(decayed([1.0, 5.0], h))
+        assert x[f"u_in_rate_{h:g}"] == pytest.approx(decayed([4.0], h))
+    assert f.query(torch.tensor([0]), torch.tensor([1]), 8.0, counts_only=True).shape == (1, 10)

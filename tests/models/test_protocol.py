@@ -10,7 +10,13 @@ import torch
 
 from models.baselines import EdgeBank, FeatureClassifier, ReputationHeuristic, unsigned_tgn
 from models.data import split_by_time
-from models.protocol import make_negatives, metrics_from, run_protocol
+from models.protocol import (
+    make_negatives,
+    metrics_from,
+    prequential_metrics,
+    prequential_schedule,
+    run_protocol,
+)
 from models.sampling import evaluation_negatives
 from models.signed_tgn import ModelConfig, build_model
 from models.train import NeuralMethod, TrainConfig
@@ -80,15 +86,19 @@ def test_baselines_do_not_leak_labels_either(make):
         np.testing.assert_array_equal(a[key][:upto], b[key][:upto])
 
 
-@pytest.mark.parametrize("kind", ["logreg", "gbdt"])
-def test_feature_classifier_prequential_has_no_leak(kind):
+@pytest.mark.parametrize(("kind", "features", "triads"), [
+    ("logreg", "counts", False), ("gbdt", "counts", False), ("gbdt", "counts", True),
+    ("gbdt", "all", True),
+])
+def test_feature_classifier_prequential_has_no_leak(kind, features, triads):
     ev = random_stream(400, 25, seed=3)
     split = split_by_time(ev)
     negs = make_negatives(ev, split, BS, n_neg=5)
     k_start = split.train_end + BS
 
     def run(stream):
-        clf = FeatureClassifier(ev.num_nodes, kind, refit_every=1)
+        clf = FeatureClassifier(ev.num_nodes, kind, refit_every=1, features=features,
+                                triads=triads)
         clf.fit(stream, split, BS)
         return run_protocol(clf, stream, split, negs, BS, adapt=True, parts=("val",))["val"]
 
@@ -175,7 +185,7 @@ def test_metrics_from_choose_thresholds_on_validation():
         return {"exist_pos": rng.random(n) + 1, "exist_neg": rng.random((n, 4)),
                 "p_pos": p, "weight": 0.5 * sign, "sign": sign, "signed_weight": 0.5 * sign,
                 "p3_pos": np.stack([np.zeros(n), p, 1 - p], 1),
-                "p3_neg": np.tile([1.0, 0.0, 0.0], (n, 1))}
+                "p3_neg": np.tile([1.0, 0.0, 0.0], (n, 1)), "batch": np.arange(n) // 20}
 
     out = metrics_from({"val": part(400, 0.0), "test": part(400, 0.0)})
     assert out["val"]["exist_mrr"] == 1.0 and out["test"]["exist_auc"] == 1.0
@@ -183,3 +193,83 @@ def test_metrics_from_choose_thresholds_on_validation():
     assert out["test"]["sign_auc"] > 0.9 and out["test"]["sign_macro_f1"] > 0.85
     assert out["test"]["weight_rmse"] == pytest.approx(0.0)
     assert out["test"]["three_class_macro_f1"] > 0.85
+    # both threshold rules are reported; on a stationary stream they agree closely
+    assert abs(out["test"]["sign_macro_f1_preq"] - out["test"]["sign_macro_f1"]) < 0.03
+    assert out["test"]["three_class_macro_f1_preq"] > 0.85
+
+
+def drifting_part(rng, n, neg_share, batch_size=50):
+    """Scores whose calibration moves with the class prior (as a model's would)."""
+    sign = np.where(rng.random(n) < neg_share, -1.0, 1.0)
+    # the positive score tracks the prior: the whole distribution shifts down when
+    # negatives become common, so a threshold fitted earlier goes stale
+    p = np.clip(0.75 - 0.5 * neg_share + 0.15 * sign + rng.normal(0, 0.06, n), 0, 1)
+    p3 = np.stack([np.full(n, 0.1), 0.9 * p, 0.9 * (1 - p)], 1)
+    return {"exist_pos": np.ones(n), "exist_neg": np.zeros((n, 3)), "p_pos": p,
+            "weight": sign, "sign": sign, "signed_weight": sign, "p3_pos": p3,
+            "p3_neg": np.tile([0.95, 0.025, 0.025], (n, 1)),
+            "batch": np.arange(n) // batch_size}
+
+
+def test_prequential_thresholds_follow_a_drifting_prior():
+    rng = np.random.default_rng(3)
+    res = {"val": drifting_part(rng, 2000, 0.1), "test": drifting_part(rng, 2000, 0.6)}
+    out = metrics_from(res)
+    # the fixed threshold (chosen where negatives were rare) is stale on the test period
+    assert out["test"]["sign_macro_f1_preq"] > out["test"]["sign_macro_f1"] + 0.1
+    assert out["test"]["sign_f1_neg_preq"] > out["test"]["sign_f1_neg"] + 0.1
+    assert out["test"]["sign_threshold_preq_mean"] < out["test"]["sign_threshold"]
+    # ... and the first test batch still uses the validation window
+    sched = prequential_schedule(res, window=500, min_events=100)
+    assert sched["sign"][2000] == sched["sign"][1999 + 1]
+    assert sched["sign"][1950] == sched["sign"][1999]  # one threshold per batch
+
+
+def test_prequential_schedule_only_uses_revealed_batches():
+    rng = np.random.default_rng(4)
+    res = {"val": drifting_part(rng, 600, 0.2), "test": drifting_part(rng, 600, 0.5)}
+    base = prequential_schedule(res, window=300, min_events=50)
+    assert base["sign"][:50].tolist() == [0.5] * 50  # nothing revealed yet
+    for k_start in (100, 600, 900):  # a validation batch, the first test batch, later
+        changed = {p: {k: v.copy() for k, v in r.items()} for p, r in res.items()}
+        for part, lo in (("val", 0), ("test", 600)):
+            idx = np.arange(len(changed[part]["sign"])) + lo >= k_start
+            r = changed[part]
+            r["sign"][idx] = -r["sign"][idx]  # labels of batch k and later
+            r["p_pos"][idx] = 1 - r["p_pos"][idx]  # and their scores
+            r["p3_pos"][idx] = r["p3_pos"][idx][:, [0, 2, 1]]
+        moved = prequential_schedule(changed, window=300, min_events=50)
+        upto = k_start + 50  # through batch k
+        for key in ("sign", "link", "sign3"):
+            np.testing.assert_array_equal(moved[key][:upto], base[key][:upto], err_msg=key)
+        assert np.abs(moved["sign"][upto:] - base["sign"][upto:]).max() > 0
+    # the metrics read the schedule: flipping only the test labels of the last batch
+    # changes the prequential test metrics but not the validation ones
+    last = {p: {k: v.copy() for k, v in r.items()} for p, r in res.items()}
+    last["test"]["sign"][-50:] *= -1
+    a, b = prequential_metrics(res), prequential_metrics(last)
+    assert a["val"] == b["val"] and a["test"] != b["test"]
+
+
+@pytest.mark.parametrize("adapt", [False, True])
+def test_prequential_thresholds_of_batch_k_ignore_its_labels(adapt):
+    ev = random_stream(800, 25, seed=1)
+    split = split_by_time(ev)
+    negs = make_negatives(ev, split, BS, n_neg=10, seed=0)
+    k_start = split.val_end + BS  # the second test batch
+
+    def flip_from(stream, start):
+        sign, weight = stream.sign.clone(), stream.weight.clone()
+        sign[start:] = -sign[start:]
+        weight[start:] = 1.0 - weight[start:] + 0.05
+        return replace(stream, sign=sign, weight=weight)
+
+    base = run_protocol(neural(ev, "cpu", adapt), ev, split, negs, BS, adapt=adapt)
+    changed = run_protocol(neural(ev, "cpu", adapt), flip_from(ev, k_start), split, negs, BS,
+                           adapt=adapt)
+    a = prequential_schedule(base, window=100, min_events=20)
+    b = prequential_schedule(changed, window=100, min_events=20)
+    upto = k_start - split.train_end + BS  # through batch k, in the val+test sequence
+    for key in ("sign", "link", "sign3"):
+        np.testing.assert_array_equal(a[key][:upto], b[key][:upto], err_msg=key)
+    assert np.abs(a["sign"][upto:] - b["sign"][upto:]).max() > 0
