@@ -52,6 +52,7 @@ from models.signed_tgn import ModelConfig  # noqa: E402
 from models.train import NeuralMethod, TrainConfig, fit_model  # noqa: E402
 from sim.store.database import open_store  # noqa: E402
 
+HEAD_OPTIONS = ("sign_attention", "split_trunk", "sign_weight")
 TARGETS = {"sign_auc": 0.88, "sign_macro_f1": 0.77, "exist_mrr": 0.58}
 COMPARED = ("sign_auc", "sign_macro_f1", "sign_f1_neg", "exist_mrr", "sign_macro_f1_preq",
             "sign_f1_neg_preq")
@@ -91,8 +92,19 @@ def one_seed(events: SignedEvents, seed: int, args: argparse.Namespace) -> dict[
     fit = fit_model(events, split, cfg, train, name="model")
     methods: list[tuple[OnlineMethod, float]] = [
         (NeuralMethod("model", fit.model, train), time.perf_counter() - t0)]
-    methods += build_methods(events, split, train, cfg.to_dict(), baselines=True,
-                             ablations=True)
+    if args.heads:
+        # The head and attention options, one at a time, beside the default model.
+        for option in HEAD_OPTIONS:
+            t1 = time.perf_counter()
+            torch.manual_seed(seed)
+            opt_cfg = ModelConfig(num_nodes=events.num_nodes, triads=args.triads,
+                                  **{option: True})
+            opt_fit = fit_model(events, split, opt_cfg, train, name=f"option_{option}")
+            methods.append((NeuralMethod(f"option_{option}", opt_fit.model, train),
+                            time.perf_counter() - t1))
+    else:
+        methods += build_methods(events, split, train, cfg.to_dict(), baselines=True,
+                                 ablations=True)
     metrics, seconds = run_methods(methods, events, split, negatives, train)
     return {"seed": seed, "seconds": time.perf_counter() - t0, "best_epoch": fit.best_epoch,
             "method_seconds": seconds,
@@ -108,8 +120,8 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
                   for k in COMPARED} for m in mean}
     model = mean["model"]
     checks: dict[str, Any] = {f"{k}>={v}": model[k] >= v for k, v in TARGETS.items()}
-    # Every method but the model's own neural ablations counts as a baseline here.
-    others = [m for m in mean if m != "model" and not m.startswith("ablation_")]
+    # Every method but the model's own neural variants counts as a baseline here.
+    others = [m for m in mean if m != "model" and not m.startswith(("ablation_", "option_"))]
     for key in COMPARED:
         behind = []
         for m in others:
@@ -118,7 +130,8 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
             if not gap > needed:
                 behind.append({"method": m, "gap": gap, "spread": needed})
         checks[f"ahead_beyond_spread:{key}"] = {"ok": not behind, "not_beyond": behind}
-    return {"mean_test": mean, "spread_test": spread, "checks": checks}
+    return {"mean_test": mean, "mean_val": mean_over_seeds([s["val"] for s in per_seed]),
+            "spread_test": spread, "checks": checks}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,6 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sim-seed", type=int, default=0, help="seed of a simulated network")
     parser.add_argument("--horizon", type=float, default=None,
                         help="horizon (days) of a simulated network")
+    parser.add_argument("--heads", action="store_true",
+                        help="instead of the baselines and ablations: the model with each "
+                             "head/attention option on (sign_attention, split_trunk, "
+                             "sign_weight), to choose on validation")
+    parser.add_argument("--partial", type=Path, default=None,
+                        help="write the finished seeds' results here after each seed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         per_seed.append(one_seed(events, seed, args))
         print(json.dumps({"seed": seed, "done_s": round(per_seed[-1]["seconds"], 1)}),
               file=sys.stderr, flush=True)
+        if args.partial is not None:  # keep finished seeds if a later one fails
+            args.partial.write_text(json.dumps(per_seed, default=str))
     out = {"task": "ablation", "network": source,
            "protocol": "strict online, batch 200, 70/15/15 by time, 100 negatives/event, "
                        + ("frozen weights" if args.frozen else "prequential adaptation"),

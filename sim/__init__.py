@@ -23,7 +23,14 @@ side is the ``models`` package.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# Numba colours its compile errors with colorama when colorama is installed: each colour
+# block swaps sys.stdout/sys.stderr for wrappers and back. Our kernels also compile on the
+# writer and metrics threads, and two threads swapping at once can leave a wrapper (or a
+# stale stream) as sys.stdout. Plain messages avoid that; set before numba is imported.
+os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
 
 if TYPE_CHECKING:
     from sim.config import SimConfig

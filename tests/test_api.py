@@ -150,3 +150,13 @@ def test_library_code_never_imports_the_public_api_and_it_adds_no_cycle():
     graph = {m: _sim_deps(m, runtime_only=True) for m in LAYOUT}
     graph["sim"] = graph["sim"] | set(sim._EXPORTS.values())
     assert _find_cycle(graph) is None, _find_cycle(graph)
+
+
+def test_numba_errors_are_plain_so_compiling_threads_leave_sys_stdout_alone():
+    # With colorama installed, numba's coloured errors swap sys.stdout from whatever thread
+    # compiles (the writer and metrics threads do); importing sim turns that off.
+    code = ("import sim.engine.kernel, sys; from numba.core import errors; "
+            "print(type(errors.termcolor()).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "NOPColorScheme"
