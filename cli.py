@@ -431,7 +431,8 @@ EVALUATE_LEGEND = (
     "sg.AUC, sg.mF1 (macro-F1), F1neg (F1 of the negative class); signed weight: w.RMSE, w.r\n"
     "(Pearson); 3c.mF1: 3-class macro-F1 (no link / positive / negative); pq.mF1, pq.F1n, pq.3c:\n"
     "sg.mF1, F1neg, 3c.mF1 with prequential thresholds (re-chosen before each batch on the last\n"
-    "revealed events), the other columns with thresholds fixed on validation."
+    "revealed events), the other columns with thresholds fixed on validation. blend: the model\n"
+    "and gbdt_all (gradient boosting on every online feature) averaged, event by event."
 )
 """The legend printed under ``signsim evaluate``'s table (docs/models.md explains more)."""
 
@@ -452,6 +453,10 @@ def evaluate(
         typer.Option(help="Add gradient boosting on count + triad features "
                           "(default: when the model reads triad features)."),
     ] = None,
+    blend: Annotated[
+        bool, typer.Option(help="With the baselines, also gradient boosting on every online "
+                                "feature and its blend with the model.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -460,7 +465,7 @@ def evaluate(
 
     rep = evaluate_model(db, _model_id(db, model), device=device, adapt=adapt,
                          baselines=baselines, ablations=ablations, triads=triad_baseline,
-                         progress=progress)
+                         blend=blend, progress=progress)
     typer.echo(rep.to_json() if as_json else rep.format_table("test") + "\n" + EVALUATE_LEGEND)
 
 

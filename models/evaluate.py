@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from sqlalchemy import update
 from tqdm import tqdm
 
 from models.baselines import EdgeBank, FeatureClassifier, ReputationHeuristic, unsigned_tgn
+from models.blend import BLEND_NAME, blend_results
 from models.data import SignedEvents, TimeSplit, load_events, split_by_time
 from models.protocol import (
     PREQUENTIAL_WINDOW,
@@ -36,7 +38,8 @@ from sim.store.database import Store, open_store
 from sim.store.schema import ModelRecord
 
 __all__ = [
-    "METRIC_COLUMNS", "EvaluationReport", "LoadedModel", "build_methods", "evaluate_model",
+    "METRIC_COLUMNS", "EvaluationReport", "LoadedModel", "blend_partner", "build_methods",
+    "evaluate_model",
     "load_model_record", "load_trained", "run_methods",
 ]
 
@@ -117,7 +120,7 @@ def load_model_record(store: Store, model_id: int) -> dict[str, Any]:
 def build_methods(
     events: SignedEvents, split: TimeSplit, train: TrainConfig, model_cfg: dict[str, Any], *,
     baselines: bool = True, ablations: bool = False, triads: bool | None = None,
-    progress: bool = False,
+    blend: bool = False, progress: bool = False,
 ) -> list[tuple[OnlineMethod, float]]:
     """Build and fit the baselines and ablations that go beside a model.
 
@@ -133,6 +136,8 @@ def build_methods(
             triads flipped, activity counts off (when on); and gradient boosting on every
             online feature (features only), with and without triads.
         triads: Include ``gbdt+triads`` (default: when the model reads triad features).
+        blend: Include gradient boosting on every online feature with the model's triad
+            setting (:func:`blend_partner`), the other half of the blend.
         progress: Show progress bars.
 
     Returns:
@@ -179,20 +184,40 @@ def build_methods(
             out.append((NeuralMethod(name, fit.model, train), time.perf_counter() - t0))
         for with_triads in (False, True):
             fitted_clf("gbdt", "all", with_triads)
+    elif blend:
+        fitted_clf("gbdt", "all", model_triads)
     return out
+
+
+def blend_partner(model_cfg: dict[str, Any]) -> str:
+    """Name of the feature classifier the model is blended with (same triad setting)."""
+    with_triads = bool(model_cfg.get("triads", False)) and model_cfg.get("use_features", True)
+    return "gbdt_all" + ("+triads" if with_triads else "")
 
 
 def run_methods(
     methods: list[tuple[OnlineMethod, float]], events: SignedEvents, split: TimeSplit,
     negatives: EvalNegatives, train: TrainConfig, progress: bool = False,
+    blend: tuple[str, ...] = (),
 ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, float]]:
     """Run each method under the strict protocol.
+
+    Args:
+        methods: ``(method, seconds spent fitting it)`` pairs.
+        events: The stream.
+        split: Its chronological split.
+        negatives: Fixed evaluation negatives.
+        train: Training settings (batch size, adaptation).
+        progress: Show a progress bar over methods.
+        blend: Names of methods to blend (:func:`models.blend.blend_results`), reported
+            as ``blend`` when all of them ran.
 
     Returns:
         ``({method: {part: metrics}}, {method: seconds, fitting included})``.
     """
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     seconds: dict[str, float] = {}
+    kept: dict[str, tuple[dict[str, dict[str, np.ndarray]], bool]] = {}
     for method, fit_seconds in tqdm(methods, disable=not progress, desc="evaluate",
                                     unit="method"):
         t0 = time.perf_counter()
@@ -200,6 +225,11 @@ def run_methods(
                            adapt=train.adapt)
         metrics[method.name] = metrics_from(res)
         seconds[method.name] = fit_seconds + time.perf_counter() - t0
+        if method.name in blend:
+            kept[method.name] = (res, isinstance(method, NeuralMethod))
+    if blend and all(name in kept for name in blend):
+        metrics[BLEND_NAME] = metrics_from(blend_results([kept[n] for n in blend]))
+        seconds[BLEND_NAME] = sum(seconds[n] for n in blend)
     return metrics, seconds
 
 
@@ -249,6 +279,7 @@ def evaluate_model(
     baselines: bool = True,
     ablations: bool = False,
     triads: bool | None = None,
+    blend: bool = True,
     progress: bool = True,
     record: bool = True,
 ) -> EvaluationReport:
@@ -265,6 +296,9 @@ def evaluate_model(
             triads).
         triads: Add gradient boosting on count and triad features (default: when the
             model reads triad features).
+        blend: With ``baselines``, also gradient boosting on every online feature
+            (``gbdt_all``, ``+triads`` as the model) and the equal-weight blend of the
+            model with it (``blend``, :mod:`models.blend`).
         progress: Show progress bars.
         record: Store the metrics in the model's ``metrics_json``.
 
@@ -282,10 +316,13 @@ def evaluate_model(
                 "revealed events")
     report = EvaluationReport(model_id=int(model_id), run_id=run_id, protocol=protocol)
     methods: list[tuple[OnlineMethod, float]] = [(NeuralMethod("model", model, train), 0.0)]
+    blend = blend and baselines
     methods += build_methods(events, split, train, config["model"], baselines=baselines,
-                             ablations=ablations, triads=triads, progress=progress)
+                             ablations=ablations, triads=triads, blend=blend,
+                             progress=progress)
+    parts = ("model", blend_partner(config["model"])) if blend else ()
     report.metrics, report.seconds = run_methods(methods, events, split, negatives, train,
-                                                 progress)
+                                                 progress, blend=parts)
     if record:
         metrics = json.loads(loaded.record.get("metrics_json") or "{}")
         metrics["evaluation"] = report.to_dict()

@@ -47,3 +47,29 @@ def run_memory(cfg: SimConfig, seed: int) -> tuple[SocialModel, Recorder]:
     model = SocialModel(cfg, seed, recorder=rec)
     model.run()
     return model, rec
+
+
+BUSY_SCENARIO = """
+horizon = 6.0
+[population]
+n_agents = 400
+kinds = {citizen = 0.85, troll = 0.15}
+[recording]
+flush_rows = 700
+snapshot_cadence = 2.0
+snapshot_sample = 40
+[[arms]]
+name = "baseline"
+[[arms.interventions]]
+type = "moderation"
+recall = 0.8
+false_positive_rate = 0.01
+strikes = 2
+suspension_days = 1.0
+start = 1.0
+[[arms.interventions]]
+type = "friction"
+start = 2.0
+"""
+"""A small run that writes every side table: several flushes, snapshots, moderation and
+friction log rows."""

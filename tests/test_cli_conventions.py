@@ -6,14 +6,11 @@ import json
 import os
 import re
 import typing
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
-import psycopg
 import pytest
 import typer
 from typer.main import get_command
@@ -181,16 +178,6 @@ def test_train_then_evaluate_and_forecast_the_latest(db, tmp_path):
     assert "forecasts of run 2 written" in res.output
 
 
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    """A new, empty database on the test server; dropped afterwards."""
-    assert PG_URL is not None
-    name = f"signsim_refs_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.mark.postgres

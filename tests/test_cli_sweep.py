@@ -77,6 +77,9 @@ def test_run_twice_reuses_fresh_runs_again_and_a_changed_file_is_refused(tmp_pat
                            "GROUP BY arm, seed").fetchall()
     con.close()
     assert sorted(n for _, _, n in per_pair) == [2, 2, 2, 2]
+    report = (out / "report.md").read_text()
+    assert "not used here (4, e.g. from `signsim run --fresh`): ids 1, 2, 3, 4." in report
+    assert "| baseline | 0, 1 | 5, 7 |" in report and "| friction | 0, 1 | 6, 8 |" in report
     scen.write_text(TINY.replace("share = 0.5", "share = 0.6"))
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "Traceback" not in res.output

@@ -109,16 +109,6 @@ def test_processes_creating_the_same_new_sqlite_file_all_succeed(tmp_path):
         con.close()
 
 
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    """A new, empty database on the test server; dropped afterwards."""
-    assert PG_URL is not None
-    name = f"signsim_hard_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.mark.postgres

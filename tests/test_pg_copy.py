@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from sim.scenario import parse_scenario
 from sim.store import pg_copy
 from sim.store.database import open_store
 from sim.store.writer import EventWriter
+from tests.helpers import BUSY_SCENARIO
 
 PG_URL = os.environ.get("SIGNSIM_TEST_PG_URL")
 needs_pg = pytest.mark.skipif(PG_URL is None, reason="SIGNSIM_TEST_PG_URL not set (set by .ci/run)")
@@ -116,16 +116,6 @@ def test_seq_and_run_id_beyond_int4_and_nameless_causes_are_refused():
 
 
 # -- against the server -------------------------------------------------------------------
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    """A new, empty database on the test server; dropped afterwards."""
-    assert PG_URL is not None
-    name = f"signsim_copy_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def _bits(x: float) -> str:
@@ -150,28 +140,7 @@ def test_the_stream_is_read_back_exactly_by_postgresql(pg_db):
     assert as_bits == [tuple(_bits(v) if isinstance(v, float) else v for v in r) for r in want]
 
 
-SCENARIO = """
-horizon = 6.0
-[population]
-n_agents = 400
-kinds = {citizen = 0.85, troll = 0.15}
-[recording]
-flush_rows = 700
-snapshot_cadence = 2.0
-snapshot_sample = 40
-[[arms]]
-name = "baseline"
-[[arms.interventions]]
-type = "moderation"
-recall = 0.8
-false_positive_rate = 0.01
-strikes = 2
-suspension_days = 1.0
-start = 1.0
-[[arms.interventions]]
-type = "friction"
-start = 2.0
-"""
+SCENARIO = BUSY_SCENARIO
 
 COLUMNS = "run_id, seq, t, src, dst, sign, weight, delivered, cause, blocked_by"
 

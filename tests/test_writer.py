@@ -14,29 +14,9 @@ from sim.scenario import parse_scenario
 from sim.store import sqlite_native
 from sim.store.database import SQLITE_PRAGMAS, open_store
 from sim.store.writer import EventWriter
+from tests.helpers import BUSY_SCENARIO
 
-SCENARIO = """
-horizon = 6.0
-[population]
-n_agents = 400
-kinds = {citizen = 0.85, troll = 0.15}
-[recording]
-flush_rows = 700
-snapshot_cadence = 2.0
-snapshot_sample = 40
-[[arms]]
-name = "baseline"
-[[arms.interventions]]
-type = "moderation"
-recall = 0.8
-false_positive_rate = 0.01
-strikes = 2
-suspension_days = 1.0
-start = 1.0
-[[arms.interventions]]
-type = "friction"
-start = 2.0
-"""
+SCENARIO = BUSY_SCENARIO
 
 TABLES = ("interactions", "metrics", "interventions", "opinions", "agents")
 

@@ -245,6 +245,14 @@ def _render(store: Store, scenario: str, out: Path, baseline: str, bar: tqdm) ->
     )
     doc.p(INTERVAL_METHOD)
     doc.h(2, "Runs")
+    older = store.frame(
+        f"SELECT id FROM runs WHERE scenario = :s AND status = 'complete' AND id NOT IN "
+        f"({_SELECTED}) ORDER BY id", {"s": scenario})["id"].tolist()
+    doc.p("Per (arm, seed), the newest complete run of the scenario (the highest id)."
+          + (f" Older complete runs of the same (arm, seed), kept in the database but not "
+             f"used here ({len(older)}, e.g. from `signsim run --fresh`): ids "
+             f"{', '.join(str(i) for i in older[:20])}{', ...' if len(older) > 20 else ''}."
+             if older else ""))
     doc.table(["arm", "seeds", "run ids"], [
         [a, ", ".join(str(s) for s in runs.loc[runs["arm"] == a, "seed"]),
          ", ".join(str(i) for i in runs.loc[runs["arm"] == a, "id"])]

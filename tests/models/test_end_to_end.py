@@ -57,7 +57,8 @@ def test_evaluate_runs_model_and_baselines_in_one_protocol(trained):
     rep = evaluate_model(trained["db"], trained["result"].model_id, device="cpu",
                          progress=False)
     assert list(rep.metrics) == ["model", "edgebank", "edgebank_window", "reputation",
-                                 "logreg", "gbdt", "gbdt+triads", "tgn"]
+                                 "logreg", "gbdt", "gbdt+triads", "tgn", "gbdt_all+triads",
+                                 "blend"]
     for method, parts in rep.metrics.items():
         for part in ("val", "test"):
             m = parts[part]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -80,17 +78,6 @@ def test_chunked_stream_equals_the_in_memory_load_on_sqlite(tmp_path):
     check_store(store, tied_run(store))
 
 
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    """A new, empty database on the test server; dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    assert PG_URL is not None
-    name = f"signsim_stream_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.mark.postgres
