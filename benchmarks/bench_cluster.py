@@ -41,6 +41,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_sweep import resize  # noqa: E402
 
 from sim.scenario import Scenario, load_scenario  # noqa: E402
 from sim.store.database import open_store  # noqa: E402
@@ -53,17 +56,6 @@ def worker_env(settings: str) -> dict[str, str]:
     return {} if settings == "dask" else dict(DASK_WORKER_ENV)
 
 
-def resize(sc: Scenario, seeds: int | None, agents: int | None, horizon: float | None) -> None:
-    """Change the sweep's size in place (seeds, agents, horizon)."""
-    if seeds is not None:
-        sc.seeds = list(range(seeds))
-    for arm in sc.arms:
-        if agents is not None:
-            arm.config.population.n_agents = agents
-        if horizon is not None:
-            for spec in arm.interventions:
-                spec.start = min(spec.start, horizon)
-            arm.config.horizon = horizon
 
 
 @contextmanager

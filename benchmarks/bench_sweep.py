@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def resize(sc: Scenario, seeds: int | None, agents: int | None, horizon: float | None) -> None:
+    """Change the sweep's size in place (seeds, agents, horizon); bench_cluster.py reuses it."""
     if seeds is not None:
         sc.seeds = list(range(seeds))
     for arm in sc.arms:

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from sim.errors import SignsimError
-from sim.sweep.intervals import bounded_mean_ci, metric_bounds
+from sim.sweep.intervals import UNBOUNDED, bounded_mean_ci, metric_bounds
 
 __all__ = [
     "STATISTICS",
@@ -55,15 +55,7 @@ def mean_ci(values: npt.ArrayLike, level: float = 0.95) -> tuple[float, float, f
     Returns:
         ``(mean, low, high)``; the bounds are NaN with fewer than two values.
     """
-    x = np.asarray(values, dtype=np.float64).ravel()
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, math.nan, math.nan
-    half = float(sps.t.ppf(0.5 + level / 2, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return mean, mean - half, mean + half
+    return bounded_mean_ci(values, UNBOUNDED, level)  # no bounds: the plain t-interval
 
 
 def paired_test(
