@@ -3,13 +3,12 @@
 Errors from the library (:class:`sim.errors.SignsimError`) are printed as one paragraph
 and the command exits with status 2, without a traceback. The conventions every command
 shares (``-h``, ``--version``, shell completion, allowed values shown in help, ``-1`` read
-as a run or model reference) are set up once, in the classes at the top.
+as a run or model reference) are set up once, in ``cli_conventions.py``.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -17,86 +16,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from cli_conventions import SignsimApp, SignsimGroup
 from sim.errors import SignsimError
 
 __all__ = ["app"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# -- conventions: -h, --version, choices in help, -1 / -2 ... as run and model references --
-_BACK_REF = re.compile(r"-[0-9]+")
-
-
-class _Argument(TyperArgument):
-    """A positional argument shown as ``NAME`` (``[NAME]`` when optional), without ``<str>``."""
-
-    def display_type_rich(self, ctx: Any) -> str | None:
-        """The type column of help: empty for plain text (the name and help say more)."""
-        shown = super().display_type_rich(ctx)
-        return None if shown == "<str>" else shown
-
-    def get_usage_pieces(self, ctx: Any) -> list[str]:
-        """``NAME`` in the usage line, ``[NAME]`` when optional."""
-        name = self.metavar or (self.name or "").upper()
-        return [(name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")]
-
-
-def _tidy(params: Sequence[Any]) -> None:
-    """Help without placeholders: flags show no ``<bool>``, text options name their value."""
-    for param in params:
-        if type(param) is TyperArgument:
-            param.__class__ = _Argument
-            param.metavar = param.metavar or (param.name or "").upper()
-        elif isinstance(param, TyperOption) and param.metavar is None:
-            desc = getattr(param, "type_descriptor", None)
-            if param.is_flag:
-                param.metavar = ""
-            elif desc is not None and desc.annotation is str:
-                param.metavar = f"<{param.name}>"
-
-
-class _Command(TyperCommand):
-    """Every signsim command: tidy help, and ``-1``, ``-2`` ... read as values, not options."""
-
-    def make_parser(self, ctx: Any) -> Any:
-        """The option parser, with negative numbers left to the positional arguments."""
-        _tidy(self.get_params(ctx))
-        parser = super().make_parser(ctx)
-        process_opts = parser._process_opts
-
-        def process(arg: str, state: Any) -> None:
-            if _BACK_REF.fullmatch(arg):  # `signsim stats -1`: the newest run
-                state.largs.append(arg)
-            else:
-                process_opts(arg, state)
-
-        parser._process_opts = process  # type: ignore[method-assign]
-        return parser
-
-
-class _Group(TyperGroup):
-    """The ``signsim`` command itself: tidy help (``--version``, completion, ``-h``)."""
-
-    def make_parser(self, ctx: Any) -> Any:
-        """The option parser, after tidying the help of the options."""
-        _tidy(self.get_params(ctx))
-        return super().make_parser(ctx)
-
-
-class _App(typer.Typer):
-    """A Typer app whose commands are :class:`_Command` unless told otherwise."""
-
-    def command(self, *args: Any, **kwargs: Any) -> Any:
-        """Register a command (see :meth:`typer.Typer.command`)."""
-        kwargs["cls"] = kwargs.get("cls") or _Command
-        return super().command(*args, **kwargs)
-
-
-app = _App(
+app = SignsimApp(
     name="signsim",
-    cls=_Group,
+    cls=SignsimGroup,
     help="Agent-based signed social-network simulator with learned dynamics.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -409,7 +339,8 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train the temporal signed-graph model on a run; record it in the models table."""
-    from models.train import TrainConfig, train_run
+    from models.train import TrainConfig
+    from models.train_job import train_run
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                       seed=seed, adapt=adapt, train_batch_size=train_batch,

@@ -247,7 +247,7 @@ def mean_over_seeds(
 def accuracy(args: argparse.Namespace) -> dict[str, Any]:
     """Train + evaluate on Bitcoin OTC for each seed; averages and target checks."""
     from models.evaluate import evaluate_model
-    from models.train import train_run
+    from models.train_job import train_run
 
     torch.set_num_threads(args.threads)
     per_seed = []

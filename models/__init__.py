@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from models.forecast import ForecastResult, forecast_model
     from models.frames import evaluation_frame, forecast_frame
     from models.learned import LearnedDynamics
-    from models.train import TrainConfig, TrainResult, train_run
+    from models.train import TrainConfig
+    from models.train_job import TrainResult, train_run
     from models.twin import TwinResult, fit_twin, load_observed, split_observed, twin_run
 
 __all__ = [
@@ -58,8 +59,8 @@ _EXPORTS: dict[str, str] = {
     "SignedEvents": "models.data",
     "load_events": "models.data",
     "TrainConfig": "models.train",
-    "TrainResult": "models.train",
-    "train_run": "models.train",
+    "TrainResult": "models.train_job",
+    "train_run": "models.train_job",
     "EvaluationReport": "models.evaluate",
     "evaluate_model": "models.evaluate",
     "ForecastResult": "models.forecast",

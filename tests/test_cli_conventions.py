@@ -272,7 +272,7 @@ def test_a_value_outside_the_choices_is_refused_with_them(db, tmp_path):
 
 
 def test_the_library_still_refuses_what_the_choices_keep_out(db, tmp_path):
-    from models.train import train_run
+    from models.train_job import train_run
     from sim.store.export import export_run
 
     with pytest.raises(SignsimError, match="Bad model settings: unknown variant 'magic'"):

@@ -170,9 +170,9 @@ def test_a_wal_database_on_a_read_only_mount_is_still_readable(swept, tmp_path):
 
 def test_the_read_only_fallback_needs_the_folder_to_be_unwritable(swept):
     """Only a folder SQLite cannot write to opens immutable; elsewhere mode=ro stays."""
-    from sim.store.database import _sqlite_read_only
+    from sim.store.connect import sqlite_read_only
 
-    con = _sqlite_read_only(swept / "sim.db")
+    con = sqlite_read_only(swept / "sim.db")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # not immutable
     con.close()
 

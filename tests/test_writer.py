@@ -12,7 +12,8 @@ from sim.engine.simulate import run_into_store
 from sim.errors import SignsimError
 from sim.scenario import parse_scenario
 from sim.store import sqlite_native
-from sim.store.database import SQLITE_PRAGMAS, open_store
+from sim.store.connect import SQLITE_PRAGMAS
+from sim.store.database import open_store
 from sim.store.writer import EventWriter
 from tests.helpers import BUSY_SCENARIO
 

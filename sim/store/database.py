@@ -9,7 +9,6 @@ database whose run is not ``complete``.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,19 +35,23 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, Operational
 
 from sim.errors import SignsimError, describe_exception
 from sim.store import refs
+from sim.store.connect import (
+    apply_sqlite_pragmas,
+    describe_url,
+    insert_sql,
+    resolve_url,
+    sqlite_read_only,
+)
 from sim.store.schema import SCHEMA_VERSION, AgentRow, Base, Meta, Run
 
 __all__ = [
     "AGENT_COLUMNS",
     "INTERACTION_COLUMNS",
-    "SQLITE_PRAGMAS",
     "RunGuard",
     "RunSuperseded",
     "Store",
     "code_version",
-    "insert_sql",
     "open_store",
-    "resolve_url",
 ]
 
 _SQLITE_MAX_VARS = 32_000
@@ -60,13 +63,6 @@ INTERACTION_COLUMNS = (
 )
 
 
-def insert_sql(table: str, columns: Sequence[str], rows: int = 1) -> str:
-    """``INSERT INTO table ("a", "b") VALUES (?,?),(?,?)...`` for ``rows`` rows (qmark style)."""
-    names = ", ".join(f'"{c}"' for c in columns)
-    one = "(" + ",".join("?" * len(columns)) + ")"
-    return f"INSERT INTO {table} ({names}) VALUES " + ",".join([one] * rows)
-
-
 def code_version() -> str:
     """Return the installed signsim version (``0+unknown`` when not installed)."""
     try:
@@ -75,81 +71,11 @@ def code_version() -> str:
         return "0+unknown"
 
 
-def resolve_url(db: str) -> str:
-    """Turn a ``--db`` value (a path or a SQLAlchemy URL) into a SQLAlchemy URL.
-
-    ``postgresql://`` URLs get the psycopg (v3) driver.
-    """
-    if "://" not in db:
-        return f"sqlite:///{Path(db).expanduser()}"
-    if db.startswith("postgresql://") or db.startswith("postgres://"):
-        return "postgresql+psycopg://" + db.split("://", 1)[1]
-    return db
-
-
-def _describe(url: str) -> str:
-    """Name a database for error messages without leaking a password."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
-#: Settings of every read-write SQLite connection (WAL itself is set once per file).
-SQLITE_PRAGMAS = (
-    "PRAGMA busy_timeout=60000",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA cache_size=-262144",  # 256 MiB page cache: inserts stay O(1)-ish as runs grow
-)
-
-
 #: Seconds to retry switching a new SQLite file to WAL while another process holds it.
 _WAL_WAIT_S = 60.0
 
 #: Key of the PostgreSQL advisory lock held while the schema is created ("signsim").
 _SCHEMA_LOCK_KEY = 0x7369676E73696D
-
-
-def _sqlite_read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection to a SQLite file (``mode=ro`` and ``query_only``).
-
-    A WAL database in a folder this process cannot write (a read-only mount) cannot be
-    opened with ``mode=ro`` alone, because SQLite must create its shared-memory file;
-    it is then opened ``immutable=1``, which reads the main file as it is (no locks;
-    nothing may write it meanwhile, which a read-only mount guarantees).
-    """
-    for options in ("mode=ro", "mode=ro&immutable=1"):
-        con = sqlite3.connect(f"file:{path}?{options}", uri=True, check_same_thread=False)
-        try:
-            con.execute("PRAGMA query_only=ON")
-            con.execute("PRAGMA busy_timeout=60000")
-            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return con
-        except sqlite3.OperationalError:
-            con.close()
-            if options != "mode=ro" or not _unwritable_folder(path):
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _unwritable_folder(path: Path) -> bool:
-    """Whether SQLite could not create files next to ``path`` (read-only mount etc.)."""
-    probe = path.parent / f".{path.name}.signsim-probe"
-    try:
-        probe.touch(exist_ok=False)
-    except FileExistsError:
-        return False
-    except OSError:
-        return True
-    probe.unlink(missing_ok=True)
-    return False
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    for pragma in SQLITE_PRAGMAS:
-        cur.execute(pragma)
-    cur.close()
 
 
 class RunSuperseded(SignsimError):
@@ -200,9 +126,9 @@ class Store:
                     raise SignsimError(f"'{path}' is a directory, not a signsim database file.")
             if self.read_only:
                 resolved = Path(path).resolve()
-                return create_engine("sqlite://", creator=lambda: _sqlite_read_only(resolved))
+                return create_engine("sqlite://", creator=lambda: sqlite_read_only(resolved))
             engine = create_engine(self.url, connect_args={"timeout": 60})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", apply_sqlite_pragmas)
             return engine
         try:
             kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -213,7 +139,7 @@ class Store:
             raise SignsimError(f"'{db}' is not a usable database URL: {exc}") from None
 
     def _check_or_create(self, create: bool) -> None:
-        where = _describe(self.url)
+        where = describe_url(self.url)
         try:
             with self.engine.connect() as conn:
                 tables = set(inspect(conn).get_table_names())
@@ -313,7 +239,7 @@ class Store:
     def write_error(self, exc: BaseException) -> SignsimError:
         """The one-paragraph error of a write the database refused."""
         return SignsimError(
-            f"Cannot write to database {_describe(self.url)}: {describe_exception(exc)}. "
+            f"Cannot write to database {describe_url(self.url)}: {describe_exception(exc)}. "
             "Check that the file or server accepts writes from this user (file "
             "permissions, a read-only mount, the role's rights on tables and sequences) "
             "and that the disk has room; everything committed before is kept."
@@ -450,7 +376,7 @@ class Store:
                 result = conn.execute(text(sql), params or {})
                 return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
         except DBAPIError as exc:
-            raise SignsimError(f"Cannot read database {_describe(self.url)}: "
+            raise SignsimError(f"Cannot read database {describe_url(self.url)}: "
                                f"{describe_exception(exc)}.") from None
 
     def runs(self) -> pd.DataFrame:
@@ -467,7 +393,7 @@ class Store:
                 select(Run.__table__).where(Run.__table__.c.id == run_id)
             ).mappings().first()
         if row is None:
-            raise SignsimError(f"No run with id {run_id} in {_describe(self.url)}.")
+            raise SignsimError(f"No run with id {run_id} in {describe_url(self.url)}.")
         return dict(row)
 
     def resolve_run(self, ref: str | int) -> int:

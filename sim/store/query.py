@@ -30,7 +30,8 @@ import pandas as pd
 from sqlalchemy.exc import DBAPIError
 
 from sim.errors import SignsimError
-from sim.store.database import Store, resolve_url
+from sim.store.connect import resolve_url
+from sim.store.database import Store
 from sim.store.sqlguard import READ_KEYWORDS, WRITE_KEYWORDS, check_read_only_sql
 
 __all__ = [

@@ -28,7 +28,8 @@ import numpy as np
 from numba import njit
 
 from sim.errors import SignsimError
-from sim.store.database import INTERACTION_COLUMNS, insert_sql
+from sim.store.connect import insert_sql
+from sim.store.database import INTERACTION_COLUMNS
 
 __all__ = ["NativeConnection", "available"]
 

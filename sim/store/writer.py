@@ -33,7 +33,8 @@ from sqlalchemy.engine import make_url
 from sim.contract import BLOCKS, CAUSES, EventBatch
 from sim.errors import SignsimError
 from sim.store import pg_copy, sqlite_native
-from sim.store.database import INTERACTION_COLUMNS, SQLITE_PRAGMAS, Store
+from sim.store.connect import SQLITE_PRAGMAS
+from sim.store.database import INTERACTION_COLUMNS, Store
 from sim.store.schema import Run
 
 __all__ = ["EVENT_FIELDS", "EventWriter", "event_rows"]

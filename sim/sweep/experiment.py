@@ -44,13 +44,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 from tqdm import tqdm
 
 from sim.errors import SignsimError
 from sim.scenario import Scenario
 from sim.store.claims import DEFAULT_LEASE_S, ensure_claims_table, reap_stale_runs
+from sim.store.connect import describe_url
 from sim.store.database import Store, open_store
 from sim.sweep.executors import (
     DASK_CONNECT_TIMEOUT,
@@ -179,16 +178,6 @@ def _normalize_db(db: str) -> str:
     return str(Path(db).expanduser().resolve())
 
 
-def _describe_db(db: str) -> str:
-    """The database for messages, without a password."""
-    if "://" not in db:
-        return db
-    try:
-        return make_url(db).render_as_string(hide_password=True)
-    except ArgumentError:
-        return db.split("://", 1)[0] + "://..."
-
-
 def _scenario_sha(scenario: Scenario) -> str:
     return hashlib.sha256(scenario.text.encode()).hexdigest()
 
@@ -250,7 +239,7 @@ def check_scenario_text(store: Store, scenario: Scenario, db: str = "the databas
     n, versions = int(other["n"].sum()), len(other)
     texts = "another scenario text" if versions == 1 else f"{versions} other scenario texts"
     raise SignsimError(
-        f"Scenario '{scenario.name}' has changed: {_describe_db(db)} holds {n} complete "
+        f"Scenario '{scenario.name}' has changed: {describe_url(db)} holds {n} complete "
         f"runs of it made from {texts} (newest: SHA-256 {str(other['sha'][0])[:12]}..., run "
         f"id {int(other['newest'][0])}), not from this text (SHA-256 {sha[:12]}...). "
         "A report compares every complete run of a scenario name, so two versions are "
@@ -393,7 +382,7 @@ def run_experiment(
         raise ExperimentFailed(
             f"{len(failed)} of {len(tasks)} runs of scenario '{scenario.name}' failed: "
             f"{shown}{more}. The {len(result.runs)} completed runs are kept in "
-            f"{_describe_db(db)}; fix the cause and run the sweep again to run only the "
+            f"{describe_url(db)}; fix the cause and run the sweep again to run only the "
             "missing pairs (resume).", result, failed,
         )
     return result

@@ -23,7 +23,8 @@ from sklearn.metrics import roc_auc_score
 
 from models.evaluate import evaluate_model
 from models.forecast import forecast_model
-from models.train import TrainConfig, train_run
+from models.train import TrainConfig
+from models.train_job import train_run
 from sim.store.database import open_store
 from sim.store.importers import import_network
 

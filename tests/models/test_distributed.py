@@ -8,7 +8,8 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.distributed import DistContext, parameter_digest, plan_processes
-from models.train import TrainConfig, train_run
+from models.train import TrainConfig
+from models.train_job import train_run
 from sim.errors import SignsimError
 from sim.store.database import open_store
 from tests.models.test_streaming import write_run

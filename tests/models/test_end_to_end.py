@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from cli import app
 from models.evaluate import evaluate_model
 from models.forecast import forecast_model
-from models.train import TrainConfig, load_checkpoint, train_run
+from models.train import TrainConfig, load_checkpoint
+from models.train_job import train_run
 from sim.engine.simulate import simulate
 from sim.errors import SignsimError
 from sim.store.database import open_store

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from models.learned import LearnedDynamics
-from models.train import TrainConfig, train_run
+from models.train import TrainConfig
+from models.train_job import train_run
 from sim.engine.simulate import run_into_store, simulate
 from sim.scenario import parse_scenario
 from sim.store.database import open_store
