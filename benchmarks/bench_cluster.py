@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +48,7 @@ from sim.scenario import Scenario, load_scenario  # noqa: E402
 from sim.store.database import open_store  # noqa: E402
 from sim.sweep.executors import DASK_WORKER_ENV  # noqa: E402
 from sim.sweep.experiment import run_experiment  # noqa: E402
+from tests.helpers import scratch_pg_database  # noqa: E402
 
 
 def worker_env(settings: str) -> dict[str, str]:
@@ -61,16 +61,8 @@ def worker_env(settings: str) -> dict[str, str]:
 @contextmanager
 def database(server: str) -> Iterator[str]:
     """A new database on the server of ``server`` (a PostgreSQL URL); dropped afterwards."""
-    import psycopg
-
-    name = f"signsim_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{server.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with scratch_pg_database(server, "signsim_bench") as url:
+        yield url
 
 
 def _free_port() -> int:

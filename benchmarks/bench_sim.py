@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from sim.config import SimConfig
@@ -45,6 +44,9 @@ from sim.engine.model import SocialModel
 from sim.engine.recording import Recorder
 from sim.engine.simulate import run_into_store, write_agent_rows
 from sim.store.database import INTERACTION_COLUMNS, open_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers import scratch_pg_database  # noqa: E402
 
 
 def _config(n_agents: int, horizon: float, metrics: bool = True) -> SimConfig:
@@ -227,20 +229,11 @@ def scale_run(backend: str, n_agents: int, n_events: int, tmp: Path, pg_url: str
         for suffix in ("", "-wal", "-shm"):
             (tmp / ("scale.db" + suffix)).unlink(missing_ok=True)
     else:
-        import psycopg
-
         if not pg_url:
             return {"backend": "postgresql", "skipped": "no --pg-url / SIGNSIM_TEST_PG_URL"}
-        name = f"signsim_scale_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {name}")
-        try:
-            url = f"{pg_url.rsplit('/', 1)[0]}/{name}"
+        with scratch_pg_database(pg_url, "signsim_scale") as url:
             result = {"backend": "postgresql",
                       **_child(["--child-run", str(n_agents), str(n_events), url])}
-        finally:
-            with psycopg.connect(pg_url, autocommit=True) as admin:
-                admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
     _spread(result)  # type: ignore[arg-type]
     return result
 

@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +58,10 @@ from sim.store.database import open_store
 from sim.store.writer import EVENT_FIELDS, EventWriter
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import scratch_pg_database  # noqa: E402
+
 TYPES = ["int4", "int4", "float8", "int4", "int4", "int2", "float8", "bool", "varchar",
          "varchar"]
 
@@ -92,16 +95,9 @@ def flushes(batches: list[EventBatch], flush_rows: int) -> list[dict[str, np.nda
 @contextmanager
 def new_database(pg_url: str) -> Iterator[str]:
     """A new database on the server of ``pg_url``, with signsim's schema; dropped after."""
-    name = f"signsim_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    url = f"{pg_url.rsplit('/', 1)[0]}/{name}"
-    try:
+    with scratch_pg_database(pg_url, "signsim_bench") as url:
         open_store(url).dispose()
         yield url
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def _new_run(url: str, label: str) -> int:

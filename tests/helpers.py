@@ -1,12 +1,34 @@
-"""Small builders shared by the tests."""
+"""Small builders shared by the tests (and the benchmarks that need a scratch database)."""
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 from sim.config import SimConfig
 from sim.engine.model import SocialModel
 from sim.engine.recording import Recorder
+
+
+@contextmanager
+def scratch_pg_database(server: str, prefix: str = "signsim_test") -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of URL ``server``; its URL.
+
+    The database is dropped afterwards, also when the body fails.
+    """
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{server.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def deffuant_config(eps: float, n_agents: int = 400, horizon: float = 60.0) -> SimConfig:

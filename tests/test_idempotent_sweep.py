@@ -25,6 +25,7 @@ from sim.store.claims import ClaimKey, acquire, reap_stale_runs
 from sim.store.database import RunSuperseded, Store, open_store
 from sim.sweep.experiment import execute_task, experiment_tasks, run_experiment
 from sim.sweep.report import selected_runs
+from tests.helpers import scratch_pg_database
 
 PG_URL = os.environ.get("SIGNSIM_TEST_PG_URL")
 
@@ -58,17 +59,9 @@ def db(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(tmp_path / "idem.db")
         return
-    import psycopg
-
     assert PG_URL is not None
-    name = f"signsim_idem_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with scratch_pg_database(PG_URL, "signsim_idem") as url:
+        yield url
 
 
 def complete_per_pair(store: Store) -> dict[tuple[str, int], list[int]]:
