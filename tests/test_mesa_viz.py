@@ -17,17 +17,14 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from sim.engine.mesa_tools import MesaSocialModel
 from sim.engine.viz import network_sample
+from tests.browser import headless_chromium, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 #: Colour channels (R, G, B) of the plots' colours: tab:red, tab:green and tab:blue, drawn
 #: opaque or half-transparent on white.
 RED, GREEN, BLUE = 0, 1, 2
@@ -78,29 +75,8 @@ def server(tmp_path):
 
 @pytest.fixture()
 def browser(tmp_path):
-    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), (
-        "install Debian's chromium and chromium-driver (bash .ci/run does)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1400,1100"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with headless_chromium(tmp_path / "chromium", "1400,1100") as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def _wait(predicate, what: str, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _plots(driver) -> list[np.ndarray]:
@@ -117,7 +93,7 @@ def _plots(driver) -> list[np.ndarray]:
         except StaleElementReferenceException:
             return None
 
-    return _wait(grab, "three rendered plots")
+    return wait_for(grab, "three rendered plots")
 
 
 def _pixels(image: np.ndarray, channel: int, margin: float = 0.12) -> int:
@@ -133,7 +109,7 @@ def _body(driver) -> str:
 def test_page_renders_the_three_plots_and_steps_without_errors(server, browser):
     url, log = server
     browser.get(url)
-    _wait(lambda: "Step: 0" in _body(browser), "the page (Step: 0)")
+    wait_for(lambda: "Step: 0" in _body(browser), "the page (Step: 0)")
     hist, share, network = _plots(browser)
     assert _pixels(hist, BLUE) > 500  # the opinion histogram has bars
     share_before = _pixels(share, RED)  # only the legend's line so far
@@ -142,7 +118,7 @@ def test_page_renders_the_three_plots_and_steps_without_errors(server, browser):
     step = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "STEP")
     for k in (1, 2, 3):
         step.click()
-        _wait(lambda k=k: f"Step: {k}" in _body(browser), f"Step: {k}")
+        wait_for(lambda k=k: f"Step: {k}" in _body(browser), f"Step: {k}")
     time.sleep(1.0)  # let the last redraw reach the browser
     hist, share, network = _plots(browser)
     assert _pixels(share, RED) > share_before + 100  # the negative share is drawn over ticks
@@ -153,7 +129,7 @@ def test_page_renders_the_three_plots_and_steps_without_errors(server, browser):
         assert bad not in text, text
     reset = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "RESET")
     reset.click()  # Mesa rebuilds the model from the page's parameters
-    _wait(lambda: "Step: 0" in _body(browser), "Step: 0 after Reset")
+    wait_for(lambda: "Step: 0" in _body(browser), "Step: 0 after Reset")
     assert _pixels(_plots(browser)[2], GREEN) == 0
     server_log = log.read_text()
     assert "Traceback" not in server_log and "Could not load" not in server_log, server_log

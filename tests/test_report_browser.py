@@ -10,12 +10,9 @@ is visible at the top of the page. Needs Debian's ``chromium`` and ``chromium-dr
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from sim.engine.metrics import METRIC_NAMES
@@ -23,9 +20,7 @@ from sim.store.database import open_store
 from sim.sweep.intervals import metric_bounds
 from sim.sweep.report import load_metrics
 from sim.sweep.runner import run_scenario_file
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+from tests.browser import headless_chromium, wait_for
 
 TINY = """
 name = "tiny_browser"
@@ -71,30 +66,8 @@ def test_real_metric_values_lie_inside_their_declared_bounds(sweep):
 
 @pytest.fixture()
 def browser(tmp_path):
-    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), (
-        "install Debian's chromium and chromium-driver (bash .ci/run does)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with headless_chromium(tmp_path / "chromium", "1280,900", console_log=True) as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def _wait(predicate, what: str, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_report_html_opens_in_chromium_without_errors(sweep, browser):
@@ -103,9 +76,9 @@ def test_report_html_opens_in_chromium_without_errors(sweep, browser):
     # one forest plot, then a time series and a final-value plot per metric
     assert n_tags == 1 + 2 * len(METRIC_NAMES)
     browser.get(html_path.resolve().as_uri())
-    _wait(lambda: browser.execute_script("return document.readyState") == "complete",
+    wait_for(lambda: browser.execute_script("return document.readyState") == "complete",
           "the page to load")
-    images = _wait(lambda: (lambda imgs: imgs if imgs and all(i["complete"] for i in imgs)
+    images = wait_for(lambda: (lambda imgs: imgs if imgs and all(i["complete"] for i in imgs)
                             else None)(browser.execute_script(
                                 "return Array.from(document.images).map(i => ({alt: i.alt, "
                                 "complete: i.complete, w: i.naturalWidth, h: i.naturalHeight}))")),
