@@ -96,12 +96,6 @@ class DistContext:
         dist.broadcast(buf, src=0)
         return [float(x) for x in buf.cpu().tolist()]
 
-    def all_reduce_sum(self, value: float) -> float:
-        """Sum of ``value`` over ranks."""
-        buf = torch.tensor([value], dtype=torch.float64, device=self._comm_device())
-        dist.all_reduce(buf)
-        return float(buf.item())
-
     def gather_digests(self, digest: str) -> list[str]:
         """Every rank's ``digest`` (hex strings of equal length), in rank order."""
         raw = torch.tensor(list(bytes.fromhex(digest)), dtype=torch.uint8,

@@ -145,12 +145,6 @@ def _fail(where: str, key: str, msg: str) -> SignsimError:
     return SignsimError(f"{where}: {key}: {msg}")
 
 
-def _type_name(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
 def _check_value(value: Any, tp: Any, where: str, key: str, meta: dict[str, Any]) -> Any:
     """Check one value against a field type and its range metadata; return it converted."""
     origin = get_origin(tp)
