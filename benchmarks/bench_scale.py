@@ -46,7 +46,7 @@ from models.stream import iter_event_chunks, load_window, stream_batches, stream
 from models.train import TrainConfig, fit_stream  # noqa: E402
 from sim.store.database import open_store  # noqa: E402
 
-__all__ = ["add_arguments", "scale"]
+__all__ = ["add_arguments", "scale", "simulate_events"]
 
 
 def _peak_rss_mb() -> float:
@@ -70,7 +70,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _simulate(db: str, events: int, seed: int) -> tuple[int, float, int]:
+def simulate_events(db: str, events: int, seed: int) -> tuple[int, float, int]:
     """Simulate about ``events`` delivered events in a subprocess; (run id, seconds, n)."""
     agents = max(1_000, events // 100)
     code = (
@@ -231,7 +231,7 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
             result["network"] = Path(args.network).name
         else:
             db = os.path.join(tmp, "scale.db")
-            run, sim_s, n = _simulate(db, args.events, args.seed)
+            run, sim_s, n = simulate_events(db, args.events, args.seed)
             result["simulation"] = {"events": n, "seconds": sim_s}
         store = open_store(db, create=False)
         info = stream_info(store, run)

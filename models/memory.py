@@ -2,13 +2,21 @@
 
 Memory semantics (as in TGN, with dense tensors instead of per-node dictionaries): each
 node keeps its persisted memory plus up to ``slots`` *pending* events from the last
-batch it took part in. Reading a node's memory applies its pending events (messages,
-aggregation, GRU) on the fly without changing the state, so gradients reach the message
-functions and GRUs; observing a new batch first persists the pending updates of the
-nodes involved, then stores the batch's events as their new pending events. The memory
-read before a batch therefore always reflects every earlier event and nothing of the
-batch itself, and only true events ever change the state. A pending event's message
-reads the partner's persisted memory at the time it is applied (as PyG's TGNMemory).
+batch it took part in, and its *current* memory, the persisted one with the pending
+events applied (messages, aggregation, GRU). Observing a batch persists the current
+memories of the nodes involved, stores the batch's events as their new pending events and
+brings their current memories up to date. A read without gradients returns the current
+memory; a read with gradients applies the pending events again from the persisted memory
+(same values), so that gradients reach the message functions and GRUs. The memory read
+before a batch therefore always reflects every earlier event and nothing of the batch
+itself, and only true events ever change the state.
+
+A pending event keeps its partner's memories as they stood before the event's batch, so
+its message is ``msg(s_i(t-), s_j(t-), phi(dt), e)`` with both memories from just before
+the event, as the TGN paper defines it (Rossi et al., "Temporal Graph Networks for Deep
+Learning on Dynamic Graphs", 2020, eq. 1), at batch granularity. (PyG's TGNMemory reads the
+partner's memory when the pending event is applied instead, which makes every read of a
+node with pending events cost a message and a GRU step; here a read costs an index.)
 
 Balanced aggregation (SEMBA): for an event of sign ``sigma`` between ``i`` and ``j``
 the message into ``i``'s positive memory reads ``j``'s positive memory when ``sigma=+1``
@@ -76,10 +84,12 @@ class SignedMemory(nn.Module):
 
     memory: Tensor
     last_update: Tensor
-    pend_other: Tensor
+    pend_partner: Tensor
     pend_t: Tensor
     pend_edge: Tensor
     pend_count: Tensor
+    current: Tensor
+    current_last: Tensor
 
     def __init__(
         self,
@@ -107,13 +117,19 @@ class SignedMemory(nn.Module):
         self.aggr = aggregator
         self.balanced = balanced
         self.slots = slots
-        n, p = num_nodes, slots
-        self.register_buffer("memory", torch.zeros(self.n_mem, n, memory_dim), persistent=False)
-        self.register_buffer("last_update", torch.zeros(n), persistent=False)
-        self.register_buffer("pend_other", torch.zeros(n, p, dtype=torch.long), persistent=False)
-        self.register_buffer("pend_t", torch.zeros(n, p), persistent=False)
-        self.register_buffer("pend_edge", torch.zeros(n, p, EDGE_DIM), persistent=False)
-        self.register_buffer("pend_count", torch.zeros(n, dtype=torch.long), persistent=False)
+        n, p, k, d = num_nodes, slots, self.n_mem, memory_dim
+        buffers = {
+            "memory": torch.zeros(k, n, d),  # persisted: every event but the pending ones
+            "last_update": torch.zeros(n),
+            "pend_partner": torch.zeros(n, p, k, d),  # partner's memories before the event
+            "pend_t": torch.zeros(n, p),
+            "pend_edge": torch.zeros(n, p, EDGE_DIM),
+            "pend_count": torch.zeros(n, dtype=torch.long),
+            "current": torch.zeros(k, n, d),  # pending applied: what a read returns
+            "current_last": torch.zeros(n),
+        }
+        for name, value in buffers.items():
+            self.register_buffer(name, value, persistent=False)
 
     def reset_parameters(self) -> None:
         """Re-initialise message functions and GRUs (the time encoder is reset by its owner)."""
@@ -128,44 +144,59 @@ class SignedMemory(nn.Module):
         self.memory.zero_()
         self.last_update.zero_()
         self.pend_count.zero_()
+        self.current.zero_()
+        self.current_last.zero_()
 
     def forward(self, n_id: Tensor) -> tuple[Tensor, Tensor]:
-        """Current memory of ``n_id`` (pending events applied, differentiable).
+        """Current memory of ``n_id``: differentiable when gradients are enabled.
+
+        With gradients the pending events are applied again (so that the message
+        functions and GRUs learn); without, the stored current memory is read.
 
         Returns:
             ``(memory[n_mem, len(n_id), memory_dim], last_update[len(n_id)])``.
         """
+        if not torch.is_grad_enabled():
+            return self.current.index_select(1, n_id), self.current_last.index_select(0, n_id)
         mem = self.memory.index_select(1, n_id)
         last = self.last_update.index_select(0, n_id)
-        count = self.pend_count.index_select(0, n_id)
-        has = (count > 0).nonzero().squeeze(-1)
+        has = (self.pend_count.index_select(0, n_id) > 0).nonzero().squeeze(-1)
         if has.numel() == 0:
             return mem, last
-        p, n = self.slots, self.num_nodes
-        rows = n_id.index_select(0, has)
-        cnt = count.index_select(0, has)
+        new, new_last = self._apply_pending(n_id.index_select(0, has))
+        return mem.index_copy(1, has, new), last.index_copy(0, has, new_last)
+
+    def _apply_pending(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Memories and last-update times of ``rows`` (nodes with pending events) updated."""
+        p = self.slots
+        cnt = self.pend_count.index_select(0, rows)
         if p == 1:
-            node, flat = rows, rows
+            r_idx = torch.arange(rows.numel(), device=rows.device)
+            s_idx = torch.zeros_like(r_idx)
         else:
-            valid = torch.arange(p, device=n_id.device).unsqueeze(0) < cnt.unsqueeze(1)
+            valid = torch.arange(p, device=rows.device).unsqueeze(0) < cnt.unsqueeze(1)
             r_idx, s_idx = valid.nonzero(as_tuple=True)
-            node = rows.index_select(0, r_idx)
-            flat = node * p + s_idx
-        other = self.pend_other.view(-1).index_select(0, flat)
-        t_p = self.pend_t.view(-1).index_select(0, flat)
+        flat = rows.index_select(0, r_idx) * p + s_idx
         edge = self.pend_edge.view(-1, EDGE_DIM).index_select(0, flat)
-        t_enc = self.time_enc(t_p - self.last_update.index_select(0, node))
         positive = edge[:, 0] > 0
-        all_mem = self.memory.view(self.n_mem * n, self.memory_dim)
+        n_pos = -1
+        if len(self.msg) == 2:  # positive entries first: each message function runs on a slice
+            order = torch.argsort(positive.logical_not().to(torch.uint8), stable=True)
+            r_idx, s_idx, flat = r_idx[order], s_idx[order], flat[order]
+            edge, positive = edge[order], positive[order]
+            n_pos = int(positive.sum())
+        node = rows.index_select(0, r_idx)
+        partner = self.pend_partner.view(-1, self.n_mem, self.memory_dim).index_select(0, flat)
+        t_p = self.pend_t.view(-1).index_select(0, flat)
+        t_enc = self.time_enc(t_p - self.last_update.index_select(0, node))
         new = []
         for m in range(self.n_mem):
             s_self = self.memory[m].index_select(0, node)
-            if self.balanced:
-                partner = torch.where(positive, m, 1 - m)
-                s_other = all_mem.index_select(0, partner * n + other)
+            if self.balanced:  # a positive event reads the same kind, a negative the other
+                s_other = torch.where(positive.unsqueeze(-1), partner[:, m], partner[:, 1 - m])
             else:
-                s_other = self.memory[m].index_select(0, other)
-            msg = self._message(s_self, s_other, t_enc, edge, positive)
+                s_other = partner[:, m]
+            msg = self._message(s_self, s_other, t_enc, edge, n_pos)
             if p == 1:  # one pending event per node: every aggregator is the identity
                 aggr, h_prev = msg, s_self
             else:
@@ -173,64 +204,40 @@ class SignedMemory(nn.Module):
                 buf = buf.index_put((r_idx, s_idx), msg)
                 aggr, h_prev = self.aggr(buf, cnt), self.memory[m].index_select(0, rows)
             new.append(self.grus[m](aggr, h_prev))
-        mem = mem.index_copy(1, has, torch.stack(new))
+        out = torch.stack(new)
+        if p == 1 and n_pos >= 0:  # back from sign order to the order of rows
+            inv = torch.empty_like(r_idx)
+            inv[r_idx] = torch.arange(r_idx.numel(), device=rows.device)
+            out = out.index_select(1, inv)
         last_t = self.pend_t.view(-1).index_select(0, rows * p + cnt - 1)
-        return mem, last.index_copy(0, has, last_t)
+        return out, last_t
 
     def _message(
-        self, s_self: Tensor, s_other: Tensor, t_enc: Tensor, edge: Tensor, positive: Tensor
+        self, s_self: Tensor, s_other: Tensor, t_enc: Tensor, edge: Tensor, n_pos: int
     ) -> Tensor:
-        if len(self.msg) == 1:
+        """Messages of entries; with two functions the first ``n_pos`` entries are positive."""
+        if n_pos < 0:
             return self.msg[0](s_self, s_other, t_enc, edge)
-        pos = self.msg[0](s_self, s_other, t_enc, edge)
-        neg = self.msg[1](s_self, s_other, t_enc, edge)
-        return torch.where(positive.unsqueeze(-1), pos, neg)
+        parts = (s_self, s_other, t_enc, edge)
+        pos = self.msg[0](*(x[:n_pos] for x in parts))
+        neg = self.msg[1](*(x[n_pos:] for x in parts))
+        return torch.cat([pos, neg])
 
     @torch.no_grad()
-    def persist(self, n_id: Tensor) -> Tensor:
-        """Apply and clear the pending events of ``n_id`` (unique); return their memory."""
-        if n_id.numel() and bool((self.pend_count[n_id] > 0).any()):
-            mem, last = self.forward(n_id)
-            self.memory[:, n_id] = mem
-            self.last_update[n_id] = last
-            self.pend_count[n_id] = 0
-            return mem
-        return self.memory[:, n_id]
-
-    @torch.no_grad()
-    def persist_values(self, n_id: Tensor, mem: Tensor, last: Tensor) -> None:
-        """Persist memories already computed by :meth:`forward` for ``n_id`` (unique)."""
-        self.memory[:, n_id] = mem
-        self.last_update[n_id] = last
-        self.pend_count[n_id] = 0
-
-    @torch.no_grad()
-    def observe(
-        self, src: Tensor, dst: Tensor, t: Tensor, sign: Tensor, weight: Tensor,
-        computed: tuple[Tensor, Tensor, Tensor] | None = None,
-    ) -> None:
+    def observe(self, src: Tensor, dst: Tensor, t: Tensor, sign: Tensor, weight: Tensor) -> None:
         """Write a batch of true events: persist old pending events, store the new ones.
 
-        Args:
-            src: Sources.
-            dst: Destinations.
-            t: Times.
-            sign: Signs.
-            weight: Weights.
-            computed: ``(n_id, memory, last_update)`` that :meth:`forward` returned for
-                this state (reused instead of recomputing those nodes' updates).
+        Each new pending event keeps its partner's memories as they stand before the
+        batch, and the current memories of the batch's nodes are brought up to date.
         """
         b = src.numel()
         if b == 0:
             return
         node = torch.cat([src, dst])
         todo = torch.unique(node)
-        if computed is not None:
-            c_id, c_mem, c_last = computed
-            use = torch.isin(c_id, todo)
-            self.persist_values(c_id[use], c_mem[:, use].detach(), c_last[use])
-            todo = todo[~torch.isin(todo, c_id)]
-        self.persist(todo)
+        self.memory.index_copy_(1, todo, self.current.index_select(1, todo))
+        self.last_update.index_copy_(0, todo, self.current_last.index_select(0, todo))
+        self.pend_count[todo] = 0
         other = torch.cat([dst, src])
         role = torch.cat([torch.zeros_like(t), torch.ones_like(t)])
         edge = torch.stack([sign.repeat(2), weight.repeat(2), role], dim=-1)
@@ -244,16 +251,18 @@ class SignedMemory(nn.Module):
         idx = perm[sel]
         slot = (pos - keep_from)[sel]
         n_sel = node[idx]
-        self.pend_other[n_sel, slot] = other[idx]
+        self.pend_partner[n_sel, slot] = self.memory.index_select(1, other[idx]).transpose(0, 1)
         self.pend_t[n_sel, slot] = tt[idx]
         self.pend_edge[n_sel, slot] = edge[idx]
         self.pend_count[uc[0]] = uc[1].clamp(max=self.slots)
+        mem, last = self._apply_pending(todo)
+        self.current.index_copy_(1, todo, mem)
+        self.current_last.index_copy_(0, todo, last)
 
     @torch.no_grad()
     def snapshot(self) -> Tensor:
         """Every node's current memory (pending applied), ``[n_mem, num_nodes, dim]``."""
-        all_nodes = torch.arange(self.num_nodes, device=self.memory.device)
-        return self.forward(all_nodes)[0]
+        return self.current.clone()
 
 
 class RecentNeighbors(nn.Module):

@@ -151,18 +151,26 @@ class NeighborAttention(nn.Module):
         self.groups = 2 if per_sign else 1
         t_dim = time_enc.out_channels
         self.q = nn.Linear(node_dim + t_dim, out_dim)
-        # Keys and values: one linear map of (neighbour, phi(dt), edge), split in parts so
-        # that no gradient is formed for the (detached) neighbour inputs.
+        # Keys and values: one linear map of (neighbour, phi(dt), edge) in two parts, the
+        # neighbour's projected once per node (no gradient is formed for the detached
+        # neighbour inputs) and the interaction's once per edge, added inside one matmul.
         self.kv_node = nn.Linear(node_dim, 2 * out_dim)
-        self.kv_time = nn.Linear(t_dim, 2 * out_dim, bias=False)
-        self.kv_edge = nn.Linear(edge_dim, 2 * out_dim, bias=False)
+        self.kv_rel = nn.Linear(t_dim + edge_dim, 2 * out_dim, bias=False)
         self.root = nn.Linear(node_dim, out_dim)
         self.out = nn.Linear(self.groups * out_dim, out_dim)
+        self._register_load_state_dict_pre_hook(_merge_kv_parts)
 
     def reset_parameters(self) -> None:
         """Re-initialise the weights (the time encoder is reset by its owner)."""
-        for lin in (self.q, self.kv_node, self.kv_time, self.kv_edge, self.root, self.out):
-            lin.reset_parameters()
+        self.q.reset_parameters()
+        self.kv_node.reset_parameters()
+        with torch.no_grad():  # the time and edge columns as two layers of their own
+            t_dim = self.time_enc.out_channels
+            for part in self.kv_rel.weight.split([t_dim, self.kv_rel.in_features - t_dim], 1):
+                bound = 1.0 / math.sqrt(part.shape[1])
+                part.copy_(torch.empty(part.shape).uniform_(-bound, bound))
+        self.root.reset_parameters()
+        self.out.reset_parameters()
 
     def forward(
         self, x: Tensor, table: Tensor, row: Tensor, index: Tensor, dt: Tensor, edge: Tensor
@@ -182,8 +190,9 @@ class NeighborAttention(nn.Module):
         h, d = self.heads, self.out_dim // self.heads
         zero = self.time_enc(x.new_zeros(1)).expand(n, -1)
         q = self.q(torch.cat([x, zero], dim=-1))
-        kv = F.embedding(index, self.kv_node(table.detach()))
-        kv = kv + self.kv_time(self.time_enc(dt)) + self.kv_edge(edge)
+        rel = torch.cat([self.time_enc(dt), edge], dim=-1)
+        kv = torch.addmm(F.embedding(index, self.kv_node(table.detach())), rel,
+                         self.kv_rel.weight.t())
         key, val = kv.view(-1, 2, h, d).unbind(1)
         score = (F.embedding(row, q).view(-1, h, d) * key).sum(-1) * (1.0 / math.sqrt(d))
         # Softmax over each node's interactions (segment-wise, max-shifted); with one
@@ -198,6 +207,14 @@ class NeighborAttention(nn.Module):
         agg = torch.zeros(n * g, h, d, device=x.device, dtype=val.dtype)
         agg = agg.index_add(0, seg, att.unsqueeze(-1) * val).view(n, g * h * d)
         return self.root(x) + self.out(agg)
+
+
+def _merge_kv_parts(state: dict[str, Tensor], prefix: str, *args: object) -> None:
+    """Read a checkpoint written before the time and edge key maps were one matrix."""
+    time_key, edge_key = prefix + "kv_time.weight", prefix + "kv_edge.weight"
+    if time_key in state and edge_key in state:
+        state[prefix + "kv_rel.weight"] = torch.cat([state.pop(time_key),
+                                                     state.pop(edge_key)], dim=1)
 
 
 class _Trunk(nn.Module):

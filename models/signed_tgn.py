@@ -157,9 +157,6 @@ class SignedTGN(nn.Module):
         self.heads = heads
         self.features = features
         self.time_enc = memory.time_enc
-        # Memories computed (with gradients) for the last scored batch, persisted as they
-        # were when that batch is observed; cleared by any other state change.
-        self._computed: tuple[Tensor, Tensor, Tensor] | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -176,7 +173,6 @@ class SignedTGN(nn.Module):
 
     def reset_state(self) -> None:
         """Forget the stream: memories, pending events, neighbours, feature counters."""
-        self._computed = None
         self.memory.reset_state()
         self.neighbors.reset_state()
         if self.features is not None:
@@ -195,11 +191,9 @@ class SignedTGN(nn.Module):
         row, nbr, nbr_t, nbr_e = self.neighbors(n_id)
         cand = torch.unique(nbr)
         only_nbr = cand[~torch.isin(cand, n_id)]
-        # Reads never change the state: pending updates are applied on the fly (with
-        # gradients for the queried nodes when enabled). In training the queried nodes'
-        # values are kept so that observing the batch persists them without recomputing.
-        mem_q, last_q = self.memory(n_id)
-        self._computed = (n_id, mem_q.detach(), last_q) if torch.is_grad_enabled() else None
+        # Reads never change the state; the queried nodes' memories carry gradients when
+        # enabled, the neighbours' are read as they stand.
+        mem_q, _ = self.memory(n_id)
         with torch.no_grad():
             mem_n, _ = self.memory(only_nbr)
         keys = torch.cat([n_id, only_nbr])
@@ -236,8 +230,7 @@ class SignedTGN(nn.Module):
     def observe(self, batch: EventBatch) -> None:
         """Write a batch of true events into every piece of state."""
         args = (batch.src, batch.dst, batch.t, batch.sign, batch.weight)
-        computed, self._computed = self._computed, None
-        self.memory.observe(*args, computed=computed)
+        self.memory.observe(*args)
         self.neighbors.observe(*args)
         if self.features is not None:
             self.features.observe(*args)

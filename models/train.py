@@ -284,7 +284,6 @@ def _fit(
                 loss_sum += train_step(model, batch_part(batch, a, b), sampler, optimizer,
                                        gen, train.neg_sign_weight, sync=sync,
                                        t_ref=float(batch.t[0]))
-                model._computed = None  # replicas persist the whole batch the same way
             steps += 1
             model.observe(batch)
             sampler.observe(batch.src, batch.dst)
@@ -338,7 +337,6 @@ def _validate(
     val = validate(method)
     model.load_state_dict(weights)
     _restore_state(model, sampler, state)
-    model._computed = None
     return val
 
 

@@ -22,9 +22,10 @@ and 1 for a negative edge. Names read e.g. ``t_uw+_wv-``.
 
 The state is a sorted table of undirected neighbour entries ``(x, w)`` (key
 ``x * num_nodes + w``) with the latest sign of ``x -> w`` and of ``w -> x`` (0 when
-absent), rebuilt on :meth:`SignedTriads.observe`. A query expands, for each pair, the
-neighbours of its endpoint of smaller degree and looks the other endpoint's entries up
-by binary search: all tensor operations, on any device.
+absent). :meth:`SignedTriads.observe` updates it in place of a rebuild: a batch's new
+entries are merged into the sorted table (work linear in the table, no sort of it). A
+query expands, for each pair, the neighbours of its endpoint of smaller degree and looks
+the other endpoint's entries up by binary search: all tensor operations, on any device.
 """
 
 from __future__ import annotations
@@ -53,104 +54,133 @@ NUM_TRIAD_FEATURES = len(TRIAD_NAMES)
 class SignedTriads:
     """Latest signs of every directed pair, indexed for common-neighbour queries.
 
+    Two sorted tables with disjoint keys hold the entries: the main table, and a small
+    recent one that takes the entries new since the last merge. Observing sets the signs
+    of entries already in the main table where they are, merges new entries into the
+    recent table, and merges that into the main table once it holds more than an eighth
+    of it (at least ``min_recent`` entries), so the update costs a constant amount per
+    event on average instead of a pass over the whole index per batch.
+
     Args:
         num_nodes: Number of nodes.
+        min_recent: Entries the recent table may hold before it is merged.
     """
 
-    def __init__(self, num_nodes: int) -> None:
+    def __init__(self, num_nodes: int, min_recent: int = 65_536) -> None:
         self.num_nodes = num_nodes
+        self.min_recent = min_recent
         self.reset()
 
     def reset(self, device: torch.device | str | None = None) -> None:
         """Forget every edge."""
         dev = torch.device("cpu") if device is None else torch.device(device)
-        # Directed table: sorted keys src * n + dst and latest sign (+1/-1).
-        self.dkey = torch.zeros(0, dtype=torch.long, device=dev)
-        self.dsign = torch.zeros(0, dtype=torch.int8, device=dev)
-        # Undirected neighbour entries: sorted keys x * n + w; sign of x -> w, of w -> x.
-        self.nkey = torch.zeros(0, dtype=torch.long, device=dev)
-        self.nout = torch.zeros(0, dtype=torch.int8, device=dev)
-        self.nin = torch.zeros(0, dtype=torch.int8, device=dev)
+        # Each table: sorted keys x * n + w; the sign of x -> w and of w -> x (0: none).
+        self.main = _empty_table(dev)
+        self.recent = _empty_table(dev)
 
     def __len__(self) -> int:
         """Number of directed pairs seen."""
-        return int(self.dkey.numel())
+        return int((self.main[1] != 0).sum() + (self.recent[1] != 0).sum())
 
     def state(self) -> tuple[Tensor, ...]:
-        """The whole state (tensors are replaced, never modified, by :meth:`observe`)."""
-        return (self.dkey, self.dsign, self.nkey, self.nout, self.nin)
+        """A copy of the whole state (observing changes the main table in place)."""
+        return tuple(x.clone() for x in (*self.main, *self.recent))
 
     def load_state(self, state: tuple[Tensor, ...]) -> None:
         """Restore a state returned by :meth:`state`."""
-        self.dkey, self.dsign, self.nkey, self.nout, self.nin = state
+        self.main, self.recent = tuple(state[:3]), tuple(state[3:])
+
+    def table(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Every entry as one sorted table ``(key, sign out, sign in)``."""
+        every = torch.ones_like(self.recent[0], dtype=torch.bool)
+        merged = _upsert(self.main, self.recent[0], [(self.recent[1], every),
+                                                     (self.recent[2], every)])
+        return merged[0], merged[1], merged[2]
 
     def nbytes(self) -> int:
         """Bytes held by the tables."""
-        return sum(x.numel() * x.element_size() for x in self.state())
+        return sum(x.numel() * x.element_size() for x in (*self.main, *self.recent))
 
     @torch.no_grad()
     def observe(self, src: Tensor, dst: Tensor, sign: Tensor) -> None:
         """Record true events in order (a later event of a directed pair replaces its sign)."""
-        if src.numel() == 0:
-            return
         n, dev = self.num_nodes, src.device
-        if self.dkey.device != dev:
-            self.load_state(tuple(x.to(dev) for x in self.state()))
         keep = src != dst
-        key = torch.cat([self.dkey, (src * n + dst)[keep]])
-        sgn = torch.cat([self.dsign, torch.where(sign[keep] > 0, 1, -1).to(torch.int8)])
-        # Stable sort: the last occurrence of a key is the latest sign.
+        if not bool(keep.any()):
+            return
+        if self.main[0].device != dev:
+            self.load_state(tuple(x.to(dev) for x in (*self.main, *self.recent)))
+        key = (src * n + dst)[keep]
+        sgn = torch.where(sign[keep] > 0, 1, -1).to(torch.int8)
+        # Stable sort: the last occurrence of a directed pair in the batch is its sign.
         key, order = torch.sort(key, stable=True)
         sgn = sgn[order]
         last = torch.ones_like(key, dtype=torch.bool)
         last[:-1] = key[1:] != key[:-1]
-        self.dkey, self.dsign = key[last], sgn[last]
-        a, b = self.dkey // n, self.dkey % n
-        both = torch.cat([a * n + b, b * n + a])
-        zero = torch.zeros_like(self.dsign)
-        out = torch.cat([self.dsign, zero])
-        inn = torch.cat([zero, self.dsign])
-        nkey, inverse = torch.unique(both, return_inverse=True)
-        # Each directed pair appears once, so every entry gets at most one of each sign.
-        self.nkey = nkey
-        self.nout = torch.zeros(nkey.numel(), dtype=torch.int8, device=dev).index_add_(
-            0, inverse, out)
-        self.nin = torch.zeros(nkey.numel(), dtype=torch.int8, device=dev).index_add_(
-            0, inverse, inn)
+        key, sgn = key[last], sgn[last]
+        # u -> w sets the "out" sign of entry (u, w) and the "in" sign of entry (w, u).
+        back = (key % n) * n + key // n
+        entry, inverse = torch.unique(torch.cat([key, back]), return_inverse=True)
+        updates = []
+        for rows in (inverse[:key.numel()], inverse[key.numel():]):
+            values = torch.zeros(entry.numel(), dtype=torch.int8, device=dev)
+            mask = torch.zeros(entry.numel(), dtype=torch.bool, device=dev)
+            values[rows], mask[rows] = sgn, True
+            updates.append((values, mask))
+        # Entries of the main table are set where they are; the others go to the recent one.
+        hit, in_main = _find(self.main[0], entry)
+        for col, (values, mask) in zip(self.main[1:], updates, strict=True):
+            sel = in_main & mask
+            col[hit[sel]] = values[sel]
+        rest = ~in_main
+        self.recent = _upsert(self.recent, entry[rest],
+                              [(values[rest], mask[rest]) for values, mask in updates])
+        if self.recent[0].numel() > max(self.min_recent, self.main[0].numel() // 8):
+            self.main, self.recent = self.table(), _empty_table(dev)
 
     @torch.no_grad()
     def query(self, u: Tensor, v: Tensor) -> Tensor:
         """Triad features of pairs ``u[i] -> v[i]`` (``[len(u), NUM_TRIAD_FEATURES]``)."""
         p, n, dev = u.numel(), self.num_nodes, u.device
         out = torch.zeros(p, NUM_TRIAD_FEATURES, device=dev)
-        if p == 0 or self.nkey.numel() == 0:
+        tables = [tuple(x.to(dev) for x in t) for t in (self.main, self.recent)]
+        if p == 0 or sum(t[0].numel() for t in tables) == 0:
             return out
-        nkey, nout, nin = self.nkey.to(dev), self.nout.to(dev), self.nin.to(dev)
-        start_u = torch.searchsorted(nkey, u * n)
-        deg_u = torch.searchsorted(nkey, (u + 1) * n) - start_u
-        start_v = torch.searchsorted(nkey, v * n)
-        deg_v = torch.searchsorted(nkey, (v + 1) * n) - start_v
+        ranges_u = [_node_range(t[0], u, n) for t in tables]
+        ranges_v = [_node_range(t[0], v, n) for t in tables]
         # Expand the endpoint with fewer neighbours; look the other one's entries up.
-        from_u = deg_u <= deg_v
-        start = torch.where(from_u, start_u, start_v)
-        deg = torch.where(from_u, deg_u, deg_v)
+        from_u = sum(r[1] for r in ranges_u) <= sum(r[1] for r in ranges_v)
         other = torch.where(from_u, v, u)
-        pair = torch.repeat_interleave(torch.arange(p, device=dev), deg)
+        parts = []
+        for t, ru, rv in zip(tables, ranges_u, ranges_v, strict=True):
+            start = torch.where(from_u, ru[0], rv[0])
+            deg = torch.where(from_u, ru[1], rv[1])
+            pair = torch.repeat_interleave(torch.arange(p, device=dev), deg)
+            first = torch.cumsum(deg, 0) - deg
+            pos = start[pair] + torch.arange(pair.numel(), device=dev) - first[pair]
+            parts.append((pair, t[0][pos] % n, t[1][pos], t[2][pos]))
+        pair, w, x_out, x_in = (torch.cat(c) for c in zip(*parts, strict=True))
         if pair.numel() == 0:
             return out
-        first = torch.cumsum(deg, 0) - deg
-        pos = start[pair] + torch.arange(pair.numel(), device=dev) - first[pair]
-        w = nkey[pos] % n
-        look = other[pair] * n + w
-        hit = torch.searchsorted(nkey, look).clamp(max=nkey.numel() - 1)
-        found = (nkey[hit] == look) & (w != u[pair]) & (w != v[pair])
-        pair, pos, hit = pair[found], pos[found], hit[found]
-        fu = from_u[pair]
+        # Look the other endpoint's entries up in sorted order (binary searches for
+        # nearby keys share cache lines), then put the answers back in place.
+        look, order = torch.sort(other[pair] * n + w)
+        o_out = torch.zeros_like(x_out)
+        o_in = torch.zeros_like(x_in)
+        found = torch.zeros_like(pair, dtype=torch.bool)
+        for t in (t for t in tables if t[0].numel()):
+            hit, ok = _find(t[0], look)
+            o_out[order[ok]] = t[1][hit[ok]]
+            o_in[order[ok]] = t[2][hit[ok]]
+            found[order[ok]] = True
+        found &= (w != u[pair]) & (w != v[pair])
+        pair, fu = pair[found], from_u[pair[found]]
+        x_out, x_in, o_out, o_in = x_out[found], x_in[found], o_out[found], o_in[found]
         # Signs seen from u (x = u) and from v (x = v): out = x -> w, in = w -> x.
-        u_out = torch.where(fu, nout[pos], nout[hit]).long()
-        u_in = torch.where(fu, nin[pos], nin[hit]).long()
-        v_out = torch.where(fu, nout[hit], nout[pos]).long()
-        v_in = torch.where(fu, nin[hit], nin[pos]).long()
+        u_out = torch.where(fu, x_out, o_out).long()
+        u_in = torch.where(fu, x_in, o_in).long()
+        v_out = torch.where(fu, o_out, x_out).long()
+        v_in = torch.where(fu, o_in, x_in).long()
         counts = torch.zeros(p * 16, device=dev)
         balance = torch.zeros(p, device=dev)
         status = torch.zeros(p, device=dev)
@@ -173,3 +203,64 @@ class SignedTriads:
         out[:, 17] = balance / total.clamp(min=1.0)
         out[:, 18] = status / total.clamp(min=1.0)
         return out
+
+
+def _empty_table(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    return (torch.zeros(0, dtype=torch.long, device=device),
+            torch.zeros(0, dtype=torch.int8, device=device),
+            torch.zeros(0, dtype=torch.int8, device=device))
+
+
+def _node_range(keys: Tensor, nodes: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """First row and number of rows of each node's entries in a sorted key table."""
+    start = torch.searchsorted(keys, nodes * n)
+    return start, torch.searchsorted(keys, (nodes + 1) * n) - start
+
+
+def _find(keys: Tensor, look: Tensor) -> tuple[Tensor, Tensor]:
+    """Row of each ``look`` key in a sorted key table (clamped) and whether it is there."""
+    if keys.numel() == 0:
+        return torch.zeros_like(look), torch.zeros_like(look, dtype=torch.bool)
+    hit = torch.searchsorted(keys, look).clamp(max=keys.numel() - 1)
+    return hit, keys[hit] == look
+
+
+def _upsert(table: tuple[Tensor, ...], keys: Tensor,
+            updates: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, ...]:
+    """Set columns of a sorted table at sorted unique ``keys``, inserting absent keys.
+
+    Args:
+        table: ``(keys, column 1, column 2, ...)``, keys sorted and unique.
+        keys: Keys to set, sorted and unique.
+        updates: For each column, ``(values, mask)``: the column is set to ``values`` at
+            the keys where ``mask`` holds (an inserted key holds 0 elsewhere).
+
+    Returns:
+        A new table (the given tensors are left as they were).
+    """
+    old, dev = table[0], table[0].device
+    pos = torch.searchsorted(old, keys)
+    found = _find(old, keys)[1]
+    new = ~found
+    m = int(new.sum())
+    if m == 0:
+        cols = [c.clone() for c in table[1:]]
+        for c, (values, mask) in zip(cols, updates, strict=True):
+            c[pos[mask]] = values[mask]
+        return (old, *cols)
+    # New key i goes before old row pos[i]; each old row moves down by the number of new
+    # keys that sort before it.
+    at = torch.zeros_like(pos)
+    at[new] = pos[new] + torch.arange(m, device=dev)
+    shift = torch.zeros(old.numel() + 1, dtype=torch.long, device=dev)
+    shift = shift.index_add_(0, pos[new], torch.ones_like(pos[new])).cumsum(0)[:-1]
+    at_old = torch.arange(old.numel(), device=dev) + shift
+    at[found] = at_old[pos[found]]
+    out = [torch.empty(old.numel() + m, dtype=old.dtype, device=dev)]
+    out[0][at_old], out[0][at[new]] = old, keys[new]
+    for c, (values, mask) in zip(table[1:], updates, strict=True):
+        grown = torch.zeros(old.numel() + m, dtype=c.dtype, device=dev)
+        grown[at_old] = c
+        grown[at[mask]] = values[mask]
+        out.append(grown)
+    return tuple(out)

@@ -61,3 +61,29 @@ def test_sign_conditioned_weight_head():
     plain = PairHeads(4, 3, 8)
     assert plain.out.out_features == 6
     torch.testing.assert_close(plain.exist(z, iu, iv, f), plain(z, iu, iv, f)[0])
+
+
+def test_attention_keys_equal_separate_time_and_edge_maps_and_old_checkpoints_load():
+    torch.manual_seed(1)
+    att = NeighborAttention(6, TimeEncoder(4), 3, 8, heads=2)
+    x, table = torch.randn(2, 6), torch.randn(3, 6)
+    row, index = torch.tensor([0, 0, 1]), torch.tensor([0, 2, 1])
+    dt, edge = torch.rand(3), torch.randn(3, 3)
+    # A checkpoint from before the merge held the time and edge maps as two matrices.
+    old = {k: v for k, v in att.state_dict().items() if k != "kv_rel.weight"}
+    w_time, w_edge = att.kv_rel.weight.detach().split([4, 3], dim=1)
+    old["kv_time.weight"], old["kv_edge.weight"] = w_time.clone(), w_edge.clone()
+    fresh = NeighborAttention(6, TimeEncoder(4), 3, 8, heads=2)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.kv_rel.weight, att.kv_rel.weight)
+    # Keys and values are the neighbour's map plus the two per-edge maps.
+    out = fresh(x, table, row, index, dt, edge)
+    kv = (fresh.kv_node(table)[index] + fresh.time_enc(dt) @ w_time.t() + edge @ w_edge.t())
+    key, val = kv.view(-1, 2, 2, 4).unbind(1)
+    q = fresh.q(torch.cat([x, fresh.time_enc(torch.zeros(2))], dim=-1))[row].view(-1, 2, 4)
+    score = (q * key).sum(-1) / 2.0
+    agg = torch.zeros(2, 2, 4)
+    for node in (0, 1):
+        sel = row == node
+        agg[node] = (torch.softmax(score[sel], dim=0).unsqueeze(-1) * val[sel]).sum(0)
+    torch.testing.assert_close(out, fresh.root(x) + fresh.out(agg.view(2, 8)))

@@ -76,10 +76,9 @@ def test_balanced_aggregation_exact_values(device):
     # C's positive memory reads A's negative memory, its negative memory A's positive one.
     assert m[0, C, 0] == pytest.approx(g(3.0 + a_neg))
     assert m[1, C, 0] == pytest.approx(g(3.0 + a_pos, k=2))
-    # B still holds its pending event from batch 1: it is applied with A's memory as it
-    # is now (partner memories are read when a pending event is applied, as in TGN).
-    assert m[0, B, 0] == pytest.approx(g(2.0 + a_pos))
-    assert m[1, B, 0] == pytest.approx(g(2.0 + a_neg, k=2))
+    # B still holds its pending event from batch 1, whose message read A's memory as it
+    # stood before that batch (zero), not A's memory now.
+    assert m[0, B, 0] == pytest.approx(g(2.0)) and m[1, B, 0] == pytest.approx(g(2.0, k=2))
 
     model.observe(ev.batch(2, 4))  # C -> B positive, then B -> A negative, one batch
     mem = model.memory
@@ -87,7 +86,11 @@ def test_balanced_aggregation_exact_values(device):
     # kept one pending event per node: the last one (B's is B -> A, as the source).
     assert mem.memory[:, :, 0].cpu() == pytest.approx(m[:, :, 0])
     assert mem.pend_count.tolist() == [1, 1, 1]
-    assert mem.pend_other.view(-1).tolist() == [B, A, B]
+    # Each pending event holds its partner's memories from before the batch: A's is
+    # B -> A (partner B), B's is B -> A (partner A), C's is C -> B (partner B).
+    partner = mem.pend_partner[:, 0, :, 0].cpu()
+    for node, other in ((A, B), (B, A), (C, B)):
+        assert partner[node].tolist() == pytest.approx(m[:, other, 0].tolist())
     assert mem.pend_edge[:, 0].tolist() == [[-1.0, 0.5, 1.0], [-1.0, 0.5, 0.0],
                                             [1.0, 0.5, 0.0]]
     assert mem.last_update.tolist() == [2.0, 1.0, 2.0]
@@ -128,17 +131,17 @@ def reference_memory(model, ev, batch_size):
     n, dim = model.num_nodes, mem.memory_dim
     state = torch.zeros(mem.n_mem, n, dim)
     last = torch.zeros(n)
-    pending: dict[int, tuple[int, float, float, float, float]] = {}
+    pending: dict[int, tuple[torch.Tensor, float, float, float, float]] = {}
 
     def apply(i):
-        j, t, s, w, role = pending[i]
+        other, t, s, w, role = pending[i]
         t_enc = mem.time_enc(torch.tensor([t - last[i].item()]))
         edge = torch.tensor([[s, w, role]])
         out = []
         for m in range(mem.n_mem):
             partner = 1 - m if (mem.balanced and s < 0) else m
             fn = mem.msg[0] if (len(mem.msg) == 1 or s > 0) else mem.msg[1]
-            msg = fn(state[m, i:i + 1], state[partner, j:j + 1], t_enc, edge)
+            msg = fn(state[m, i:i + 1], other[partner].view(1, -1), t_enc, edge)
             out.append(mem.grus[m](msg, state[m, i:i + 1])[0])
         return torch.stack(out), t
 
@@ -153,8 +156,9 @@ def reference_memory(model, ev, batch_size):
             for s, d, t, sg, w in zip(batch.src.tolist(), batch.dst.tolist(),
                                       batch.t.tolist(), batch.sign.tolist(),
                                       batch.weight.tolist(), strict=True):
-                pending[s] = (d, t, sg, w, 0.0)
-                pending[d] = (s, t, sg, w, 1.0)
+                # The partner's memories as they stand before the batch.
+                pending[s] = (state[:, d].clone(), t, sg, w, 0.0)
+                pending[d] = (state[:, s].clone(), t, sg, w, 1.0)
         final = state.clone()
         for i in pending:
             final[:, i] = apply(i)[0]
@@ -211,3 +215,28 @@ def test_recent_neighbors_keep_the_last_k_in_both_directions():
     # Node 0: made 0->1, 0->2, 0->3, then received 1->0; the last two are 0->3 and 1->0.
     assert got == [(0, 1, 4.0, 1.0), (0, 3, 3.0, 0.0), (1, 0, 3.0, 1.0)]
     assert nb.count.tolist() == [4, 2, 1, 1]
+
+
+def test_a_read_with_gradients_recomputes_the_stored_current_memory():
+    torch.manual_seed(5)
+    n = 6
+    g_ = torch.Generator().manual_seed(5)
+    src = torch.randint(0, n, (40,), generator=g_)
+    dst = (src + torch.randint(1, n, (40,), generator=g_)) % n
+    sign = torch.where(torch.rand(40, generator=g_) < 0.3, -1, 1)
+    ev = events_from_arrays(src.tolist(), dst.tolist(), torch.arange(40.0).tolist(),
+                            sign.tolist(), torch.rand(40, generator=g_).tolist())
+    model = build_model(ModelConfig(num_nodes=n, memory_dim=5, time_dim=3, msg_dim=4,
+                                    use_features=False))
+    for batch in iter_batches(ev, 0, len(ev), 7):
+        model.observe(batch)
+    nodes = torch.arange(n)
+    with torch.no_grad():
+        read, last = model.memory(nodes)
+    assert model.memory.pend_count.sum() > 0
+    live, live_last = model.memory(nodes)
+    assert live.requires_grad and not read.requires_grad
+    torch.testing.assert_close(live.detach(), read)
+    assert torch.equal(live_last, last)
+    live.sum().backward()
+    assert model.memory.grus[0].weight_ih.grad.abs().sum() > 0

@@ -92,20 +92,28 @@ def brute_force(events: list[tuple[int, int, int]], n: int, u: int, v: int) -> n
                                               status / max(total, 1)]])
 
 
-def test_matches_brute_force_on_a_random_stream():
+# min_recent: merged into the main table after every batch, now and then, never
+@pytest.mark.parametrize("min_recent", [1, 40, 10**9])
+def test_matches_brute_force_on_a_random_stream(min_recent):
     rng = np.random.default_rng(0)
     n, m = 12, 300
     src, dst = rng.integers(0, n, m), rng.integers(0, n, m)  # self-loops and repeats too
     sign = np.where(rng.random(m) < 0.3, -1, 1)
-    tri = SignedTriads(n)
+    tri = SignedTriads(n, min_recent=min_recent)
+    merges = both = 0
     for k in range(0, m, 50):
         qu, qv = rng.integers(0, n, 100), rng.integers(0, n, 100)
         got = tri.query(torch.tensor(qu), torch.tensor(qv)).numpy()
         events = list(zip(src[:k].tolist(), dst[:k].tolist(), sign[:k].tolist(), strict=True))
         want = np.stack([brute_force(events, n, a, b) for a, b in zip(qu, qv, strict=True)])
         np.testing.assert_allclose(got, want, atol=1e-6, err_msg=f"after {k} events")
+        both += tri.main[0].numel() > 0 and tri.recent[0].numel() > 0
+        before = tri.main[0].numel()
         tri.observe(torch.tensor(src[k:k + 50]), torch.tensor(dst[k:k + 50]),
                     torch.tensor(sign[k:k + 50], dtype=torch.float))
+        merges += tri.main[0].numel() != before
+    assert (merges > 0) == (min_recent < 10**9)
+    assert (both > 0) == (min_recent < 10**9)  # queries read both tables
 
 
 def per_batch_features(ev, bs: int) -> list[torch.Tensor]:
@@ -170,3 +178,24 @@ def test_features_and_model_wiring():
     old = ModelConfig.from_dict({"num_nodes": 5, "variant": "semba"})
     assert old.triads is False and old.activity is False
     assert build_model(old).heads.feat_dim == feature_dim(False) == len(FEATURE_NAMES)
+
+
+@pytest.mark.parametrize("min_recent", [1, 10**9])
+def test_a_saved_state_stays_as_it_was(min_recent):
+    tri = SignedTriads(5, min_recent=min_recent)
+    tri.observe(torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0]), torch.tensor([1.0, -1, 1]))
+    saved = tri.state()
+    copies = [x.clone() for x in saved]
+    # an update of an existing pair's sign and a new pair
+    tri.observe(torch.tensor([0, 3]), torch.tensor([1, 4]), torch.tensor([-1.0, 1]))
+    for kept, copy in zip(saved, copies, strict=True):
+        assert torch.equal(kept, copy)
+    assert len(tri) == 4
+    # entries (x, w) sorted, with the sign of x -> w and of w -> x
+    key, out, inn = tri.table()
+    assert key.tolist() == [0 * 5 + 1, 0 * 5 + 2, 1 * 5 + 0, 1 * 5 + 2, 2 * 5 + 0,
+                            2 * 5 + 1, 3 * 5 + 4, 4 * 5 + 3]
+    assert out.tolist() == [-1, 0, 0, -1, 1, 0, 1, 0]
+    assert inn.tolist() == [0, 1, -1, 0, 0, -1, 0, 1]
+    tri.load_state(saved)
+    assert len(tri) == 3 and tri.table()[1].tolist()[0] == 1
