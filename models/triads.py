@@ -88,7 +88,7 @@ class SignedTriads:
 
     def load_state(self, state: tuple[Tensor, ...]) -> None:
         """Restore a state returned by :meth:`state`."""
-        self.main, self.recent = tuple(state[:3]), tuple(state[3:])
+        self.main, self.recent = _as_table(state[:3]), _as_table(state[3:])
 
     def table(self) -> tuple[Tensor, Tensor, Tensor]:
         """Every entry as one sorted table ``(key, sign out, sign in)``."""
@@ -133,8 +133,8 @@ class SignedTriads:
             sel = in_main & mask
             col[hit[sel]] = values[sel]
         rest = ~in_main
-        self.recent = _upsert(self.recent, entry[rest],
-                              [(values[rest], mask[rest]) for values, mask in updates])
+        self.recent = _as_table(_upsert(
+            self.recent, entry[rest], [(values[rest], mask[rest]) for values, mask in updates]))
         if self.recent[0].numel() > max(self.min_recent, self.main[0].numel() // 8):
             self.main, self.recent = self.table(), _empty_table(dev)
 
@@ -149,7 +149,7 @@ class SignedTriads:
         ranges_u = [_node_range(t[0], u, n) for t in tables]
         ranges_v = [_node_range(t[0], v, n) for t in tables]
         # Expand the endpoint with fewer neighbours; look the other one's entries up.
-        from_u = sum(r[1] for r in ranges_u) <= sum(r[1] for r in ranges_v)
+        from_u = ranges_u[0][1] + ranges_u[1][1] <= ranges_v[0][1] + ranges_v[1][1]
         other = torch.where(from_u, v, u)
         parts = []
         for t, ru, rv in zip(tables, ranges_u, ranges_v, strict=True):
@@ -209,6 +209,11 @@ def _empty_table(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     return (torch.zeros(0, dtype=torch.long, device=device),
             torch.zeros(0, dtype=torch.int8, device=device),
             torch.zeros(0, dtype=torch.int8, device=device))
+
+
+def _as_table(parts: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    key, out, inn = parts
+    return key, out, inn
 
 
 def _node_range(keys: Tensor, nodes: Tensor, n: int) -> tuple[Tensor, Tensor]:
