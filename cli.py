@@ -333,6 +333,10 @@ def train(
         bool, typer.Option(help="Prequential adaptation in validation/test (test-then-train).")
     ] = True,
     memory_dim: Annotated[int, typer.Option(help="Size of each node memory.")] = 64,
+    fg_growth: Annotated[
+        float, typer.Option(help="Refresh the fairness/goodness features once the history "
+                            "has grown by this fraction (0: every batch; ~0.05 for runs of "
+                            "millions of events).")] = 0.0,
     device: Device = "auto",
     out: Annotated[Path, typer.Option(help="Checkpoint folder.")] = Path("checkpoints"),
     name: Annotated[str | None, typer.Option(help="Model name.")] = None,
@@ -346,7 +350,8 @@ def train(
                       seed=seed, adapt=adapt, train_batch_size=train_batch,
                       chunk_size=chunk_size, stream_chunk=stream_chunk, val_window=val_window)
     r = train_run(db, run, variant=variant, use_features=features, train=cfg,
-                  model_overrides={"memory_dim": memory_dim, "triads": triads}, out_dir=out,
+                  model_overrides={"memory_dim": memory_dim, "triads": triads,
+                                   "fg_growth": fg_growth}, out_dir=out,
                   device=device,
                   name=name, progress=progress, gpus=gpus)
     v = r.val_metrics

@@ -39,14 +39,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.data import iter_batches  # noqa: E402
+from models.data import EventBatch, SignedEvents, iter_batches, load_events  # noqa: E402
 from models.signed_tgn import ModelConfig  # noqa: E402
 from models.step import resolve_device  # noqa: E402
 from models.stream import iter_event_chunks, load_window, stream_batches, stream_info  # noqa: E402
 from models.train import TrainConfig, fit_stream  # noqa: E402
 from sim.store.database import open_store  # noqa: E402
 
-__all__ = ["add_arguments", "scale", "simulate_events"]
+__all__ = ["add_arguments", "add_stream_arguments", "scale", "simulate_events",
+           "simulated_batches", "simulated_stream"]
 
 
 def _peak_rss_mb() -> float:
@@ -91,6 +92,33 @@ def simulate_events(db: str, events: int, seed: int) -> tuple[int, float, int]:
         cwd=ROOT, check=True, capture_output=True, text=True).stdout
     run_id, n = json.loads(out.strip().splitlines()[-1])
     return int(run_id), time.perf_counter() - t0, int(n)
+
+
+def simulated_stream(events: int, seed: int = 0) -> SignedEvents:
+    """About ``events`` simulated events (:func:`simulate_events`), loaded into memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "stream.db")
+        run, _, _ = simulate_events(db, events, seed=seed)
+        store = open_store(db, create=False)
+        try:
+            return load_events(store, run)
+        finally:
+            store.dispose()
+
+
+def add_stream_arguments(ap: argparse.ArgumentParser, events: int) -> None:
+    """The options of a benchmark that interleaves variants over a simulated stream."""
+    ap.add_argument("--events", type=int, default=events)
+    ap.add_argument("--batch", type=int, default=2_000)
+    ap.add_argument("--every", type=int, default=10, help="batches per interleaved turn")
+    ap.add_argument("--threads", type=int, default=2)
+
+
+def simulated_batches(args: argparse.Namespace) -> tuple[SignedEvents, list[EventBatch]]:
+    """Set the threads, simulate ``args.events`` events and cut them in ``args.batch``."""
+    torch.set_num_threads(args.threads)
+    ev = simulated_stream(args.events, seed=0)
+    return ev, list(iter_batches(ev, 0, len(ev), args.batch))
 
 
 def _in_memory_load_peak_mb(db: str, run: int) -> float:

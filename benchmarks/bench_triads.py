@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,11 +36,9 @@ from torch import Tensor
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_scale import simulate_events  # noqa: E402
+from bench_scale import add_stream_arguments, simulated_batches  # noqa: E402
 
-from models.data import iter_batches, load_events  # noqa: E402
 from models.triads import SignedTriads  # noqa: E402
-from sim.store.database import open_store  # noqa: E402
 
 
 class RebuiltTriads(SignedTriads):
@@ -79,19 +75,9 @@ class RebuiltTriads(SignedTriads):
 def main() -> None:
     """Run the benchmark and print its JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--batch", type=int, default=2_000)
-    ap.add_argument("--every", type=int, default=10, help="batches per interleaved turn")
-    ap.add_argument("--threads", type=int, default=2)
+    add_stream_arguments(ap, 1_000_000)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        db = os.path.join(tmp, "triads.db")
-        run, _, _ = simulate_events(db, args.events, seed=0)
-        store = open_store(db, create=False)
-        ev = load_events(store, run)
-        store.dispose()
-    batches = list(iter_batches(ev, 0, len(ev), args.batch))
+    ev, batches = simulated_batches(args)
     impls = {"incremental": SignedTriads(ev.num_nodes), "rebuild": RebuiltTriads(ev.num_nodes)}
     parts = 4
     observe = {k: [0.0] * parts for k in impls}

@@ -105,8 +105,14 @@ class OnlineFeatures(nn.Module):
 
     Args:
         num_nodes: Number of nodes.
-        fg_iters: Fairness/goodness iterations per observed batch (warm-started over all
-            past events); 0 switches fairness and goodness off (they stay 1 and 0).
+        fg_iters: Fairness/goodness iterations per refresh (warm-started over all past
+            events); 0 switches fairness and goodness off (they stay 1 and 0).
+        fg_growth: Refresh fairness/goodness once the history has grown by this fraction
+            since the last refresh (0: after every observed batch). Each refresh passes
+            over the whole history, so refreshing after every batch costs O(history) per
+            batch; with ``g > 0`` the refreshes cost about ``(1 + g) / g`` passes over
+            the final history in all, and between them the values stay as last computed
+            (from revealed events only, so still leakage-free).
         triads: Also keep the signed-triad index and append its features.
         activity: Also keep time-decayed activity counts and append them.
     """
@@ -132,10 +138,13 @@ class OnlineFeatures(nn.Module):
     _tau: Tensor
 
     def __init__(self, num_nodes: int, fg_iters: int = 1, triads: bool = False,
-                 activity: bool = False) -> None:
+                 activity: bool = False, fg_growth: float = 0.0) -> None:
         super().__init__()
+        if fg_growth < 0:
+            raise ValueError(f"fg_growth must be >= 0, got {fg_growth}")
         self.num_nodes = num_nodes
         self.fg_iters = fg_iters
+        self.fg_growth = fg_growth
         self.activity = activity
         self.triads = SignedTriads(num_nodes) if triads else None
         k = len(HALF_LIVES)
@@ -155,6 +164,7 @@ class OnlineFeatures(nn.Module):
         self._hist_src = torch.zeros(0, dtype=torch.long)
         self._hist_dst = torch.zeros(0, dtype=torch.long)
         self._hist_sw = torch.zeros(0)
+        self._fg_at = 0  # history length at the last fairness/goodness refresh
 
     def reset_state(self) -> None:
         """Forget every event."""
@@ -168,19 +178,21 @@ class OnlineFeatures(nn.Module):
         self.out_rate.zero_()
         self.pairs.reset()
         self._hist_n = 0
+        self._fg_at = 0
         if self.triads is not None:
             self.triads.reset(self.in_pos.device)
 
     def extra_state(self) -> tuple[object, ...]:
-        """The state kept outside buffers (pair table, history length, triad index)."""
+        """The state kept outside buffers (pair table, history lengths, triad index)."""
         triads = self.triads.state() if self.triads is not None else None
-        return (dict(self.pairs.table), self._hist_n, triads)
+        return (dict(self.pairs.table), self._hist_n, triads, self._fg_at)
 
     def load_extra_state(self, state: tuple[object, ...]) -> None:
         """Restore what :meth:`extra_state` returned (the history buffers only grow)."""
-        table, hist_n, triads = state
+        table, hist_n, triads, fg_at = state
         self.pairs.table = dict(table)  # type: ignore[call-overload]
         self._hist_n = int(hist_n)  # type: ignore[call-overload]
+        self._fg_at = int(fg_at)  # type: ignore[call-overload]
         if self.triads is not None and triads is not None:
             self.triads.load_state(triads)  # type: ignore[arg-type]
 
@@ -266,7 +278,9 @@ class OnlineFeatures(nn.Module):
             self.triads.observe(src, dst, sign)
         if self.fg_iters > 0:
             self._remember(src, dst, sw)
-            self._fairness_goodness()
+            if self._hist_n - self._fg_at >= self.fg_growth * self._fg_at:
+                self._fairness_goodness()
+                self._fg_at = self._hist_n
 
     def _decayed_count(self, node: Tensor, t: Tensor, rate: Tensor, last_t: Tensor) -> None:
         """Add a batch to decayed counts held as of each node's last event (``last_t``)."""
@@ -308,8 +322,8 @@ class OnlineFeatures(nn.Module):
         m = self._hist_n
         s, d, w = self._hist_src[:m], self._hist_dst[:m], self._hist_sw[:m]
         n = self.num_nodes
-        in_deg = torch.zeros(n, device=w.device).index_add_(0, d, torch.ones_like(w))
-        out_deg = torch.zeros(n, device=w.device).index_add_(0, s, torch.ones_like(w))
+        # Every remembered event is counted once by sign, so these are the degrees.
+        in_deg, out_deg = self.in_pos + self.in_neg, self.out_pos + self.out_neg
         fair, good = self.fairness, self.goodness
         for _ in range(self.fg_iters):
             good = torch.zeros(n, device=w.device).index_add_(0, d, fair[s] * w)

@@ -60,7 +60,10 @@ class ModelConfig:
         aggregator: ``last`` or ``mean``.
         slots: Pending events kept per node (``last`` needs 1).
         use_features: Feed the online pair features to the heads.
-        fg_iters: Fairness/goodness iterations per batch (features only).
+        fg_iters: Fairness/goodness iterations per refresh (features only).
+        fg_growth: Refresh fairness/goodness only once the history has grown by this
+            fraction since the last refresh (0, the default: after every batch; about
+            0.05 keeps them affordable on streams of millions of events).
         triads: Add the signed-triad features to the online features (features only).
             A stored config without this key predates them and reads as False.
         activity: Add time-decayed activity counts to the online features (features
@@ -83,6 +86,7 @@ class ModelConfig:
     slots: int = 1
     use_features: bool = True
     fg_iters: int = 1
+    fg_growth: float = 0.0
     triads: bool = True
     activity: bool = True
     sign_attention: bool = False
@@ -96,6 +100,8 @@ class ModelConfig:
             raise ValueError("aggregator must be 'last' or 'mean'")
         if self.num_nodes < 1 or self.slots < 1 or self.neighbors < 1:
             raise ValueError("num_nodes, slots and neighbors must be positive")
+        if self.fg_growth < 0:
+            raise ValueError("fg_growth must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe dict."""
@@ -260,7 +266,7 @@ def build_model(config: ModelConfig) -> SignedTGN:
     heads = PairHeads(config.embed_dim, feat_dim, config.hidden,
                       split_trunk=config.split_trunk, sign_weight=config.sign_weight)
     features = (OnlineFeatures(config.num_nodes, config.fg_iters, triads=config.triads,
-                               activity=config.activity)
+                               activity=config.activity, fg_growth=config.fg_growth)
                 if config.use_features else None)
     model = SignedTGN(config, memory, neighbors, embedding, heads, features)
     model.reset_parameters()

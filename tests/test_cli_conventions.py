@@ -163,10 +163,16 @@ def test_model_commands_take_latest(tmp_path, command):
 
 def test_train_then_evaluate_and_forecast_the_latest(db, tmp_path):
     res = invoke("train", "-1", "--db", db, "--epochs", "1", "--memory-dim", "8",
-                 "--batch-size", "20", "--device", "cpu", "--out", str(tmp_path), "--no-progress")
+                 "--batch-size", "20", "--fg-growth", "0.1", "--device", "cpu",
+                 "--out", str(tmp_path), "--no-progress")
     assert res.exit_code == 0, res.output
     model_id = int(res.output.split()[1])
     assert res.output.startswith(f"model {model_id} on run 3 (cpu")
+    stored = open_store(db).frame("SELECT config_json FROM models WHERE id = :i",
+                                  {"i": model_id})["config_json"].iloc[0]
+    assert json.loads(stored)["model"]["fg_growth"] == 0.1
+    assert "fg_growth must be >= 0" in error_of(invoke(
+        "train", "-1", "--db", db, "--fg-growth", "-1", "--device", "cpu", "--no-progress"))
     res = invoke("evaluate", "latest", "--db", db, "--no-baselines", "--device", "cpu",
                  "--no-progress")
     assert res.exit_code == 0, res.output

@@ -20,19 +20,28 @@ def _part(exist_pos, exist_neg, p_pos, weight, p3):
             "signed_weight": np.array([0.5, -0.2]), "batch": np.array([0, 0])}
 
 
-def test_blend_averages_probabilities_and_converts_logits():
+def test_blend_averages_log_odds_and_converts_logits():
     a = {"val": _part([0.0, math.log(3)], [[0.0], [0.0]], [0.9, 0.2], [0.4, -0.4],
                       [[0.2, 0.7, 0.1], [0.1, 0.2, 0.7]])}
-    b = {"val": _part([0.5, 0.25], [[0.1], [0.3]], [0.7, 0.4], [0.2, 0.0],
+    b = {"val": _part([0.5, 0.25], [[0.1], [0.5]], [0.5, 0.8], [0.2, 0.0],
                       [[0.4, 0.5, 0.1], [0.3, 0.2, 0.5]])}
     out = blend_results([(a, True), (b, False)])["val"]
-    # sigmoid(0) = 0.5, sigmoid(log 3) = 0.75
+    # Existence: a gives logits, b probabilities (logit(0.25) = -log 3, logit(0.1) = -log 9).
     np.testing.assert_allclose(out["exist_pos"], [0.5, 0.5])
-    np.testing.assert_allclose(out["exist_neg"], [[0.3], [0.4]])
-    np.testing.assert_allclose(out["p_pos"], [0.8, 0.3])
+    np.testing.assert_allclose(out["exist_neg"], [[0.25], [0.5]])
+    # Sign: the odds 9 and 1 average to log 3 (p = 0.75); 1/4 and 4 to 0 (p = 0.5).
+    np.testing.assert_allclose(out["p_pos"], [0.75, 0.5])
     np.testing.assert_allclose(out["weight"], [0.3, -0.2])
     np.testing.assert_allclose(out["p3_pos"], [[0.3, 0.6, 0.1], [0.2, 0.2, 0.6]])
     assert out["sign"].tolist() == [1.0, -1.0] and out["batch"].tolist() == [0, 0]
+    # The rule before, averaged probabilities (sigmoid(0) = 0.5, sigmoid(log 3) = 0.75).
+    old = blend_results([(a, True), (b, False)], space="probability")["val"]
+    np.testing.assert_allclose(old["exist_pos"], [0.5, 0.5])
+    np.testing.assert_allclose(old["exist_neg"], [[0.3], [0.5]])
+    np.testing.assert_allclose(old["p_pos"], [0.7, 0.5])
+    np.testing.assert_allclose(old["weight"], out["weight"])
+    with pytest.raises(ValueError, match="unknown blend space"):
+        blend_results([(a, True), (b, False)], space="rank")
 
 
 def test_blend_refuses_results_of_different_events():
@@ -43,6 +52,18 @@ def test_blend_refuses_results_of_different_events():
         blend_results([(a, False), (b, False)])
     with pytest.raises(ValueError, match="at least two"):
         blend_results([(a, False)])
+
+
+def test_a_certain_part_does_not_decide_the_blend_alone():
+    sure = {"val": _part([1.0, 0.0], [[1.0], [0.0]], [1.0, 0.0], [0, 0], [[1, 0, 0]] * 2)}
+    doubt = {"val": _part([0.01, 0.99], [[0.5], [0.5]], [0.01, 0.99], [0, 0],
+                          [[1, 0, 0]] * 2)}
+    out = blend_results([(sure, False), (doubt, False)])["val"]
+    for key in ("exist_pos", "exist_neg", "p_pos"):
+        assert np.all(np.isfinite(out[key]))
+    # logit(1 - 1e-7) = 16.1 against logit(0.01) = -4.6: the certain part still wins,
+    # but with a finite margin (sigmoid(5.76) = 0.99686 and 0.00314), not 1 and 0.
+    np.testing.assert_allclose(out["p_pos"], [0.99686, 0.00314], atol=1e-5)
 
 
 class _Toy:
@@ -88,8 +109,9 @@ class _Both:
     def score(self, batch: EventBatch, negatives: torch.Tensor, col3: int) -> BatchScores:
         sa, sb = self.a.score(batch, negatives, col3), self.b.score(batch, negatives, col3)
         return BatchScores(
-            (torch.sigmoid(sa.exist_pos) + sb.exist_pos) / 2,
-            (torch.sigmoid(sa.exist_neg) + sb.exist_neg) / 2, (sa.p_pos + sb.p_pos) / 2,
+            torch.sigmoid((sa.exist_pos + torch.logit(sb.exist_pos)) / 2),
+            torch.sigmoid((sa.exist_neg + torch.logit(sb.exist_neg)) / 2),
+            torch.sigmoid((torch.logit(sa.p_pos) + torch.logit(sb.p_pos)) / 2),
             (sa.weight + sb.weight) / 2, (sa.p3_pos + sb.p3_pos) / 2,
             (sa.p3_neg + sb.p3_neg) / 2)
 

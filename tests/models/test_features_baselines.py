@@ -73,12 +73,40 @@ def test_fairness_goodness_match_the_fixed_point_iteration():
     w = (STREAM.sign * STREAM.weight).numpy()
     fair, good = np.ones(3), np.zeros(3)
     for _ in range(50):
-        good = np.array([np.mean(fair[src[dst == v]] * w[dst == v]) if (dst == v).any() else 0
-                         for v in range(3)])
-        fair = np.array([1 - np.mean(np.abs(w[src == u] - good[dst[src == u]]) / 2)
-                         if (src == u).any() else 1 for u in range(3)])
+        fair, good = _fg_step(fair, good, src, dst, w, 3)
     np.testing.assert_allclose(f.goodness.numpy(), good, atol=1e-5)
     np.testing.assert_allclose(f.fairness.numpy(), fair, atol=1e-5)
+
+
+def _fg_step(fair, good, src, dst, w, n):
+    good = np.array([np.mean(fair[src[dst == v]] * w[dst == v]) if (dst == v).any() else 0
+                     for v in range(n)])
+    fair = np.array([1 - np.mean(np.abs(w[src == u] - good[dst[src == u]]) / 2)
+                     if (src == u).any() else 1 for u in range(n)])
+    return fair, good
+
+
+def test_fairness_goodness_refresh_once_the_history_grew_by_fg_growth():
+    g = torch.Generator().manual_seed(5)
+    n, m = 6, 40
+    src, dst = torch.randint(0, n, (m,), generator=g), torch.randint(0, n, (m,), generator=g)
+    sign = torch.where(torch.rand(m, generator=g) < 0.7, 1.0, -1.0)
+    weight, t = torch.rand(m, generator=g), torch.arange(m, dtype=torch.float32)
+    f = OnlineFeatures(n, fg_iters=1, fg_growth=0.5)
+    w = (sign * weight).numpy()
+    fair, good, last, refreshed = np.ones(n), np.zeros(n), 0, []
+    for k in range(m):
+        f.observe(src[k:k + 1], dst[k:k + 1], t[k:k + 1], sign[k:k + 1], weight[k:k + 1])
+        if k + 1 - last >= 0.5 * last:  # grown by half since the last refresh
+            fair, good = _fg_step(fair, good, src[:k + 1].numpy(), dst[:k + 1].numpy(),
+                                  w[:k + 1], n)
+            last = k + 1
+            refreshed.append(k + 1)
+        np.testing.assert_allclose(f.goodness.numpy(), good, atol=1e-6)
+        np.testing.assert_allclose(f.fairness.numpy(), fair, atol=1e-6)
+    assert refreshed == [1, 2, 3, 5, 8, 12, 18, 27]
+    with pytest.raises(ValueError, match="fg_growth"):
+        OnlineFeatures(n, fg_growth=-0.1)
 
 
 def test_mrr_averages_ties_and_metric_functions():
