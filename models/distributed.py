@@ -158,8 +158,11 @@ def _process_group(backend: str, port: int, rank: int, world: int) -> Iterator[N
                             world_size=world)
     try:
         yield
-        # Every rank leaves together: a gloo rank that tears its group down while a peer
-        # still holds open connections can abort in C++ (seen about one run in four).
+        # Every rank waits here until its earlier collectives are done and released. A
+        # gloo worker thread releases a finished collective's tensors (Python objects)
+        # after the call returned; if that happens while the interpreter is exiting, the
+        # thread cannot take the GIL, is unwound by pthread_exit and aborts the process
+        # (std::terminate, seen in about one run in four of the 2-process tests).
         dist.barrier()
     finally:
         dist.destroy_process_group()
