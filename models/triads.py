@@ -33,6 +33,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from models.sorted_tables import find_keys, upsert
+
 __all__ = ["NUM_TRIAD_FEATURES", "TRIAD_NAMES", "SignedTriads", "triad_type_names"]
 
 
@@ -93,7 +95,7 @@ class SignedTriads:
     def table(self) -> tuple[Tensor, Tensor, Tensor]:
         """Every entry as one sorted table ``(key, sign out, sign in)``."""
         every = torch.ones_like(self.recent[0], dtype=torch.bool)
-        merged = _upsert(self.main, self.recent[0], [(self.recent[1], every),
+        merged = upsert(self.main, self.recent[0], [(self.recent[1], every),
                                                      (self.recent[2], every)])
         return merged[0], merged[1], merged[2]
 
@@ -128,12 +130,12 @@ class SignedTriads:
             values[rows], mask[rows] = sgn, True
             updates.append((values, mask))
         # Entries of the main table are set where they are; the others go to the recent one.
-        hit, in_main = _find(self.main[0], entry)
+        hit, in_main = find_keys(self.main[0], entry)
         for col, (values, mask) in zip(self.main[1:], updates, strict=True):
             sel = in_main & mask
             col[hit[sel]] = values[sel]
         rest = ~in_main
-        self.recent = _as_table(_upsert(
+        self.recent = _as_table(upsert(
             self.recent, entry[rest], [(values[rest], mask[rest]) for values, mask in updates]))
         if self.recent[0].numel() > max(self.min_recent, self.main[0].numel() // 8):
             self.main, self.recent = self.table(), _empty_table(dev)
@@ -169,7 +171,7 @@ class SignedTriads:
         o_in = torch.zeros_like(x_in)
         found = torch.zeros_like(pair, dtype=torch.bool)
         for t in (t for t in tables if t[0].numel()):
-            hit, ok = _find(t[0], look)
+            hit, ok = find_keys(t[0], look)
             o_out[order[ok]] = t[1][hit[ok]]
             o_in[order[ok]] = t[2][hit[ok]]
             found[order[ok]] = True
@@ -220,52 +222,3 @@ def _node_range(keys: Tensor, nodes: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """First row and number of rows of each node's entries in a sorted key table."""
     start = torch.searchsorted(keys, nodes * n)
     return start, torch.searchsorted(keys, (nodes + 1) * n) - start
-
-
-def _find(keys: Tensor, look: Tensor) -> tuple[Tensor, Tensor]:
-    """Row of each ``look`` key in a sorted key table (clamped) and whether it is there."""
-    if keys.numel() == 0:
-        return torch.zeros_like(look), torch.zeros_like(look, dtype=torch.bool)
-    hit = torch.searchsorted(keys, look).clamp(max=keys.numel() - 1)
-    return hit, keys[hit] == look
-
-
-def _upsert(table: tuple[Tensor, ...], keys: Tensor,
-            updates: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, ...]:
-    """Set columns of a sorted table at sorted unique ``keys``, inserting absent keys.
-
-    Args:
-        table: ``(keys, column 1, column 2, ...)``, keys sorted and unique.
-        keys: Keys to set, sorted and unique.
-        updates: For each column, ``(values, mask)``: the column is set to ``values`` at
-            the keys where ``mask`` holds (an inserted key holds 0 elsewhere).
-
-    Returns:
-        A new table (the given tensors are left as they were).
-    """
-    old, dev = table[0], table[0].device
-    pos = torch.searchsorted(old, keys)
-    found = _find(old, keys)[1]
-    new = ~found
-    m = int(new.sum())
-    if m == 0:
-        cols = [c.clone() for c in table[1:]]
-        for c, (values, mask) in zip(cols, updates, strict=True):
-            c[pos[mask]] = values[mask]
-        return (old, *cols)
-    # New key i goes before old row pos[i]; each old row moves down by the number of new
-    # keys that sort before it.
-    at = torch.zeros_like(pos)
-    at[new] = pos[new] + torch.arange(m, device=dev)
-    shift = torch.zeros(old.numel() + 1, dtype=torch.long, device=dev)
-    shift = shift.index_add_(0, pos[new], torch.ones_like(pos[new])).cumsum(0)[:-1]
-    at_old = torch.arange(old.numel(), device=dev) + shift
-    at[found] = at_old[pos[found]]
-    out = [torch.empty(old.numel() + m, dtype=old.dtype, device=dev)]
-    out[0][at_old], out[0][at[new]] = old, keys[new]
-    for c, (values, mask) in zip(table[1:], updates, strict=True):
-        grown = torch.zeros(old.numel() + m, dtype=c.dtype, device=dev)
-        grown[at_old] = c
-        grown[at[mask]] = values[mask]
-        out.append(grown)
-    return tuple(out)

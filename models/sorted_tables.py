@@ -1,0 +1,135 @@
+"""Sorted key tables: keyed columns kept as tensors, updated in place or by merging.
+
+A table is a tuple ``(keys, column 1, column 2, ...)`` with the keys sorted and unique;
+a lookup is a binary search (:func:`find_keys`), an insertion a merge (:func:`upsert`,
+work linear in the table, no sort of it). :class:`SortedTables` keeps two such tables
+with disjoint keys, a main one and a small recent one: existing keys are set in place in
+the main table, new keys are merged into the recent one, and the recent table is merged
+into the main one once it holds more than an eighth of it, so an update costs a constant
+amount per key on average. :class:`models.triads.SignedTriads` uses the functions for
+its neighbour index and :class:`models.features.PairTable` uses the class for the
+history of every directed pair.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["SortedTables", "find_keys", "upsert"]
+
+
+class SortedTables:
+    """Columns keyed by int64 keys, in a main and a recent sorted table.
+
+    Args:
+        dtypes: The dtype of each column (an absent key reads as 0 in every column).
+        min_recent: Keys the recent table may hold before it is merged.
+    """
+
+    def __init__(self, dtypes: tuple[torch.dtype, ...], min_recent: int = 65_536) -> None:
+        self.dtypes = dtypes
+        self.min_recent = min_recent
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every key."""
+        self.main = self._empty()
+        self.recent = self._empty()
+
+    def _empty(self) -> tuple[Tensor, ...]:
+        return (torch.zeros(0, dtype=torch.long),
+                *(torch.zeros(0, dtype=d) for d in self.dtypes))
+
+    def __len__(self) -> int:
+        """Number of keys held."""
+        return int(self.main[0].numel() + self.recent[0].numel())
+
+    def nbytes(self) -> int:
+        """Bytes held by the tables."""
+        return sum(x.numel() * x.element_size() for x in (*self.main, *self.recent))
+
+    def state(self) -> tuple[Tensor, ...]:
+        """A copy of both tables (setting keys changes the main table in place)."""
+        return tuple(x.clone() for x in (*self.main, *self.recent))
+
+    def load_state(self, state: tuple[Tensor, ...]) -> None:
+        """Restore what :meth:`state` returned."""
+        k = len(self.dtypes) + 1
+        self.main, self.recent = tuple(state[:k]), tuple(state[k:])
+
+    def table(self) -> tuple[Tensor, ...]:
+        """Every key and column as one sorted table (a new one; the state is unchanged)."""
+        every = torch.ones_like(self.recent[0], dtype=torch.bool)
+        return upsert(self.main, self.recent[0], [(c, every) for c in self.recent[1:]])
+
+    def lookup(self, keys: Tensor) -> list[Tensor]:
+        """Each column's value at ``keys`` (any order, repeats allowed; 0 where absent)."""
+        out = [torch.zeros(keys.numel(), dtype=d) for d in self.dtypes]
+        for table in (self.main, self.recent):
+            row, ok = find_keys(table[0], keys)
+            for col, values in zip(out, table[1:], strict=True):
+                col[ok] = values[row[ok]]
+        return out
+
+    def set(self, keys: Tensor, values: list[Tensor]) -> None:
+        """Set every column at sorted unique ``keys``, inserting the keys not held yet."""
+        if keys.numel() == 0:
+            return
+        row, in_main = find_keys(self.main[0], keys)
+        for col, v in zip(self.main[1:], values, strict=True):
+            col[row[in_main]] = v[in_main]
+        rest = ~in_main
+        every = torch.ones(int(rest.sum()), dtype=torch.bool)
+        self.recent = upsert(self.recent, keys[rest], [(v[rest], every) for v in values])
+        if self.recent[0].numel() > max(self.min_recent, self.main[0].numel() // 8):
+            self.main, self.recent = self.table(), self._empty()
+
+
+def find_keys(keys: Tensor, look: Tensor) -> tuple[Tensor, Tensor]:
+    """Row of each ``look`` key in a sorted key table (clamped) and whether it is there."""
+    if keys.numel() == 0:
+        return torch.zeros_like(look), torch.zeros_like(look, dtype=torch.bool)
+    hit = torch.searchsorted(keys, look).clamp(max=keys.numel() - 1)
+    return hit, keys[hit] == look
+
+
+def upsert(table: tuple[Tensor, ...], keys: Tensor,
+            updates: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, ...]:
+    """Set columns of a sorted table at sorted unique ``keys``, inserting absent keys.
+
+    Args:
+        table: ``(keys, column 1, column 2, ...)``, keys sorted and unique.
+        keys: Keys to set, sorted and unique.
+        updates: For each column, ``(values, mask)``: the column is set to ``values`` at
+            the keys where ``mask`` holds (an inserted key holds 0 elsewhere).
+
+    Returns:
+        A new table (the given tensors are left as they were).
+    """
+    old, dev = table[0], table[0].device
+    pos = torch.searchsorted(old, keys)
+    found = find_keys(old, keys)[1]
+    new = ~found
+    m = int(new.sum())
+    if m == 0:
+        cols = [c.clone() for c in table[1:]]
+        for c, (values, mask) in zip(cols, updates, strict=True):
+            c[pos[mask]] = values[mask]
+        return (old, *cols)
+    # New key i goes before old row pos[i]; each old row moves down by the number of new
+    # keys that sort before it.
+    at = torch.zeros_like(pos)
+    at[new] = pos[new] + torch.arange(m, device=dev)
+    shift = torch.zeros(old.numel() + 1, dtype=torch.long, device=dev)
+    shift = shift.index_add_(0, pos[new], torch.ones_like(pos[new])).cumsum(0)[:-1]
+    at_old = torch.arange(old.numel(), device=dev) + shift
+    at[found] = at_old[pos[found]]
+    out = [torch.empty(old.numel() + m, dtype=old.dtype, device=dev)]
+    out[0][at_old], out[0][at[new]] = old, keys[new]
+    for c, (values, mask) in zip(table[1:], updates, strict=True):
+        grown = torch.zeros(old.numel() + m, dtype=c.dtype, device=dev)
+        grown[at_old] = c
+        grown[at[mask]] = values[mask]
+        out.append(grown)
+    return tuple(out)
