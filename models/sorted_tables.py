@@ -95,7 +95,7 @@ def find_keys(keys: Tensor, look: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def upsert(table: tuple[Tensor, ...], keys: Tensor,
-            updates: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, ...]:
+           updates: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, ...]:
     """Set columns of a sorted table at sorted unique ``keys``, inserting absent keys.
 
     Args:
