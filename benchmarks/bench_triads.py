@@ -44,6 +44,10 @@ from models.triads import SignedTriads  # noqa: E402
 class RebuiltTriads(SignedTriads):
     """The reference: every directed pair kept and the index rebuilt per batch."""
 
+    def __init__(self, num_nodes: int) -> None:
+        super().__init__(num_nodes)
+        self.reset()
+
     def reset(self, device: torch.device | str | None = None) -> None:
         """Forget every edge."""
         super().reset(device)
@@ -69,7 +73,7 @@ class RebuiltTriads(SignedTriads):
             0, inverse, torch.cat([self.dsign, zero]))
         nin = torch.zeros(nkey.numel(), dtype=torch.int8).index_add_(
             0, inverse, torch.cat([zero, self.dsign]))
-        self.main = (nkey, nout, nin)
+        self.tables.main = (nkey, nout, nin)
 
 
 def main() -> None:

@@ -116,13 +116,13 @@ class PairTable:
 
     def observe(self, u: Tensor, v: Tensor, sign: Tensor, t: Tensor) -> None:
         """Record true events in order (a pair's last event in the batch sets its sign)."""
-        key, order = torch.sort(u.cpu() * self.num_nodes + v.cpu(), stable=True)
-        last = torch.ones_like(key, dtype=torch.bool)
-        last[:-1] = key[1:] != key[:-1]
-        key, repeats = torch.unique_consecutive(key, return_counts=True)
+        perm, pos, size, uc = group_positions(u.cpu() * self.num_nodes + v.cpu())
+        last = perm[pos == size - 1]  # each pair's last event of the batch
+        key, repeats = uc[0], uc[1]
         count = self.tables.lookup(key)[0] + repeats.to(torch.int32)
-        self.tables.set(key, [count, sign.cpu()[order][last].float(),
-                              t.cpu()[order][last].double()])
+        every = torch.ones_like(key, dtype=torch.bool)
+        self.tables.update(key, [(count, every), (sign.cpu()[last].float(), every),
+                                 (t.cpu()[last].double(), every)])
 
 
 class OnlineFeatures(nn.Module):

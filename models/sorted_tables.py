@@ -6,9 +6,8 @@ work linear in the table, no sort of it). :class:`SortedTables` keeps two such t
 with disjoint keys, a main one and a small recent one: existing keys are set in place in
 the main table, new keys are merged into the recent one, and the recent table is merged
 into the main one once it holds more than an eighth of it, so an update costs a constant
-amount per key on average. :class:`models.triads.SignedTriads` uses the functions for
-its neighbour index and :class:`models.features.PairTable` uses the class for the
-history of every directed pair.
+amount per key on average. :class:`models.triads.SignedTriads` keeps its neighbour
+index in one and :class:`models.features.PairTable` the history of every directed pair.
 """
 
 from __future__ import annotations
@@ -32,14 +31,21 @@ class SortedTables:
         self.min_recent = min_recent
         self.reset()
 
-    def reset(self) -> None:
-        """Forget every key."""
-        self.main = self._empty()
-        self.recent = self._empty()
+    def reset(self, device: torch.device | str | None = None) -> None:
+        """Forget every key (the tables live on ``device``, the CPU by default)."""
+        dev = torch.device("cpu") if device is None else torch.device(device)
+        self.main = self._empty(dev)
+        self.recent = self._empty(dev)
 
-    def _empty(self) -> tuple[Tensor, ...]:
-        return (torch.zeros(0, dtype=torch.long),
-                *(torch.zeros(0, dtype=d) for d in self.dtypes))
+    def _empty(self, device: torch.device) -> tuple[Tensor, ...]:
+        return (torch.zeros(0, dtype=torch.long, device=device),
+                *(torch.zeros(0, dtype=d, device=device) for d in self.dtypes))
+
+    def to(self, device: torch.device) -> None:
+        """Move both tables to ``device`` (nothing to do when they are there)."""
+        if self.main[0].device != device:
+            self.main = tuple(x.to(device) for x in self.main)
+            self.recent = tuple(x.to(device) for x in self.recent)
 
     def __len__(self) -> int:
         """Number of keys held."""
@@ -64,26 +70,39 @@ class SortedTables:
         return upsert(self.main, self.recent[0], [(c, every) for c in self.recent[1:]])
 
     def lookup(self, keys: Tensor) -> list[Tensor]:
-        """Each column's value at ``keys`` (any order, repeats allowed; 0 where absent)."""
-        out = [torch.zeros(keys.numel(), dtype=d) for d in self.dtypes]
+        """Each column's value at ``keys`` (any order, repeats allowed; 0 where absent).
+
+        The keys are searched in sorted order (binary searches for nearby keys share
+        cache lines) and the answers put back in the given order.
+        """
+        out = [torch.zeros(keys.numel(), dtype=d, device=keys.device) for d in self.dtypes]
+        look, order = torch.sort(keys)
         for table in (self.main, self.recent):
-            row, ok = find_keys(table[0], keys)
+            row, ok = find_keys(table[0], look)
             for col, values in zip(out, table[1:], strict=True):
-                col[ok] = values[row[ok]]
+                col[order[ok]] = values[row[ok]]
         return out
 
-    def set(self, keys: Tensor, values: list[Tensor]) -> None:
-        """Set every column at sorted unique ``keys``, inserting the keys not held yet."""
+    def update(self, keys: Tensor, updates: list[tuple[Tensor, Tensor]]) -> None:
+        """Set columns at sorted unique ``keys``, inserting the keys not held yet.
+
+        Args:
+            keys: Keys to set, sorted and unique.
+            updates: For each column, ``(values, mask)``: the column is set to
+                ``values`` at the keys where ``mask`` holds (an inserted key holds 0
+                elsewhere).
+        """
         if keys.numel() == 0:
             return
         row, in_main = find_keys(self.main[0], keys)
-        for col, v in zip(self.main[1:], values, strict=True):
-            col[row[in_main]] = v[in_main]
+        for col, (values, mask) in zip(self.main[1:], updates, strict=True):
+            sel = in_main & mask
+            col[row[sel]] = values[sel]
         rest = ~in_main
-        every = torch.ones(int(rest.sum()), dtype=torch.bool)
-        self.recent = upsert(self.recent, keys[rest], [(v[rest], every) for v in values])
+        self.recent = upsert(self.recent, keys[rest],
+                             [(values[rest], mask[rest]) for values, mask in updates])
         if self.recent[0].numel() > max(self.min_recent, self.main[0].numel() // 8):
-            self.main, self.recent = self.table(), self._empty()
+            self.main, self.recent = self.table(), self._empty(self.main[0].device)
 
 
 def find_keys(keys: Tensor, look: Tensor) -> tuple[Tensor, Tensor]:

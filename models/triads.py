@@ -33,7 +33,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from models.sorted_tables import find_keys, upsert
+from models.memory import group_positions
+from models.sorted_tables import SortedTables
 
 __all__ = ["NUM_TRIAD_FEATURES", "TRIAD_NAMES", "SignedTriads", "triad_type_names"]
 
@@ -56,12 +57,12 @@ NUM_TRIAD_FEATURES = len(TRIAD_NAMES)
 class SignedTriads:
     """Latest signs of every directed pair, indexed for common-neighbour queries.
 
-    Two sorted tables with disjoint keys hold the entries: the main table, and a small
-    recent one that takes the entries new since the last merge. Observing sets the signs
-    of entries already in the main table where they are, merges new entries into the
-    recent table, and merges that into the main table once it holds more than an eighth
-    of it (at least ``min_recent`` entries), so the update costs a constant amount per
-    event on average instead of a pass over the whole index per batch.
+    The entries are kept in :class:`models.sorted_tables.SortedTables`: a main table and
+    a small recent one with disjoint keys. Observing sets the signs of entries already in
+    the main table where they are, merges new entries into the recent table, and merges
+    that into the main table once it holds more than an eighth of it (at least
+    ``min_recent`` entries), so the update costs a constant amount per event on average
+    instead of a pass over the whole index per batch.
 
     Args:
         num_nodes: Number of nodes.
@@ -70,38 +71,32 @@ class SignedTriads:
 
     def __init__(self, num_nodes: int, min_recent: int = 65_536) -> None:
         self.num_nodes = num_nodes
-        self.min_recent = min_recent
-        self.reset()
+        # Keys x * n + w; the sign of x -> w and of w -> x (0: none).
+        self.tables = SortedTables((torch.int8, torch.int8), min_recent)
 
     def reset(self, device: torch.device | str | None = None) -> None:
         """Forget every edge."""
-        dev = torch.device("cpu") if device is None else torch.device(device)
-        # Each table: sorted keys x * n + w; the sign of x -> w and of w -> x (0: none).
-        self.main = _empty_table(dev)
-        self.recent = _empty_table(dev)
+        self.tables.reset(device)
 
     def __len__(self) -> int:
         """Number of directed pairs seen."""
-        return int((self.main[1] != 0).sum() + (self.recent[1] != 0).sum())
+        return int(sum((t[1] != 0).sum() for t in (self.tables.main, self.tables.recent)))
 
     def state(self) -> tuple[Tensor, ...]:
         """A copy of the whole state (observing changes the main table in place)."""
-        return tuple(x.clone() for x in (*self.main, *self.recent))
+        return self.tables.state()
 
     def load_state(self, state: tuple[Tensor, ...]) -> None:
         """Restore a state returned by :meth:`state`."""
-        self.main, self.recent = _as_table(state[:3]), _as_table(state[3:])
+        self.tables.load_state(state)
 
-    def table(self) -> tuple[Tensor, Tensor, Tensor]:
+    def table(self) -> tuple[Tensor, ...]:
         """Every entry as one sorted table ``(key, sign out, sign in)``."""
-        every = torch.ones_like(self.recent[0], dtype=torch.bool)
-        merged = upsert(self.main, self.recent[0], [(self.recent[1], every),
-                                                     (self.recent[2], every)])
-        return merged[0], merged[1], merged[2]
+        return self.tables.table()
 
     def nbytes(self) -> int:
         """Bytes held by the tables."""
-        return sum(x.numel() * x.element_size() for x in (*self.main, *self.recent))
+        return self.tables.nbytes()
 
     @torch.no_grad()
     def observe(self, src: Tensor, dst: Tensor, sign: Tensor) -> None:
@@ -110,16 +105,12 @@ class SignedTriads:
         keep = src != dst
         if not bool(keep.any()):
             return
-        if self.main[0].device != dev:
-            self.load_state(tuple(x.to(dev) for x in (*self.main, *self.recent)))
+        self.tables.to(dev)
         key = (src * n + dst)[keep]
-        sgn = torch.where(sign[keep] > 0, 1, -1).to(torch.int8)
-        # Stable sort: the last occurrence of a directed pair in the batch is its sign.
-        key, order = torch.sort(key, stable=True)
-        sgn = sgn[order]
-        last = torch.ones_like(key, dtype=torch.bool)
-        last[:-1] = key[1:] != key[:-1]
-        key, sgn = key[last], sgn[last]
+        perm, pos, size, uc = group_positions(key)
+        # The last event of a directed pair in the batch gives its sign.
+        key = uc[0]
+        sgn = torch.where(sign[keep][perm[pos == size - 1]] > 0, 1, -1).to(torch.int8)
         # u -> w sets the "out" sign of entry (u, w) and the "in" sign of entry (w, u).
         back = (key % n) * n + key // n
         entry, inverse = torch.unique(torch.cat([key, back]), return_inverse=True)
@@ -129,25 +120,17 @@ class SignedTriads:
             mask = torch.zeros(entry.numel(), dtype=torch.bool, device=dev)
             values[rows], mask[rows] = sgn, True
             updates.append((values, mask))
-        # Entries of the main table are set where they are; the others go to the recent one.
-        hit, in_main = find_keys(self.main[0], entry)
-        for col, (values, mask) in zip(self.main[1:], updates, strict=True):
-            sel = in_main & mask
-            col[hit[sel]] = values[sel]
-        rest = ~in_main
-        self.recent = _as_table(upsert(
-            self.recent, entry[rest], [(values[rest], mask[rest]) for values, mask in updates]))
-        if self.recent[0].numel() > max(self.min_recent, self.main[0].numel() // 8):
-            self.main, self.recent = self.table(), _empty_table(dev)
+        self.tables.update(entry, updates)
 
     @torch.no_grad()
     def query(self, u: Tensor, v: Tensor) -> Tensor:
         """Triad features of pairs ``u[i] -> v[i]`` (``[len(u), NUM_TRIAD_FEATURES]``)."""
         p, n, dev = u.numel(), self.num_nodes, u.device
         out = torch.zeros(p, NUM_TRIAD_FEATURES, device=dev)
-        tables = [tuple(x.to(dev) for x in t) for t in (self.main, self.recent)]
-        if p == 0 or sum(t[0].numel() for t in tables) == 0:
+        if p == 0 or len(self.tables) == 0:
             return out
+        self.tables.to(dev)
+        tables = (self.tables.main, self.tables.recent)
         ranges_u = [_node_range(t[0], u, n) for t in tables]
         ranges_v = [_node_range(t[0], v, n) for t in tables]
         # Expand the endpoint with fewer neighbours; look the other one's entries up.
@@ -164,18 +147,10 @@ class SignedTriads:
         pair, w, x_out, x_in = (torch.cat(c) for c in zip(*parts, strict=True))
         if pair.numel() == 0:
             return out
-        # Look the other endpoint's entries up in sorted order (binary searches for
-        # nearby keys share cache lines), then put the answers back in place.
-        look, order = torch.sort(other[pair] * n + w)
-        o_out = torch.zeros_like(x_out)
-        o_in = torch.zeros_like(x_in)
-        found = torch.zeros_like(pair, dtype=torch.bool)
-        for t in (t for t in tables if t[0].numel()):
-            hit, ok = find_keys(t[0], look)
-            o_out[order[ok]] = t[1][hit[ok]]
-            o_in[order[ok]] = t[2][hit[ok]]
-            found[order[ok]] = True
-        found &= (w != u[pair]) & (w != v[pair])
+        # The other endpoint's entry (x, w); every stored entry holds at least one sign,
+        # so an absent one reads as two zeros.
+        o_out, o_in = self.tables.lookup(other[pair] * n + w)
+        found = ((o_out != 0) | (o_in != 0)) & (w != u[pair]) & (w != v[pair])
         pair, fu = pair[found], from_u[pair[found]]
         x_out, x_in, o_out, o_in = x_out[found], x_in[found], o_out[found], o_in[found]
         # Signs seen from u (x = u) and from v (x = v): out = x -> w, in = w -> x.
@@ -205,17 +180,6 @@ class SignedTriads:
         out[:, 17] = balance / total.clamp(min=1.0)
         out[:, 18] = status / total.clamp(min=1.0)
         return out
-
-
-def _empty_table(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    return (torch.zeros(0, dtype=torch.long, device=device),
-            torch.zeros(0, dtype=torch.int8, device=device),
-            torch.zeros(0, dtype=torch.int8, device=device))
-
-
-def _as_table(parts: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
-    key, out, inn = parts
-    return key, out, inn
 
 
 def _node_range(keys: Tensor, nodes: Tensor, n: int) -> tuple[Tensor, Tensor]:

@@ -73,7 +73,12 @@ def test_sorted_table_helpers_on_hand_written_keys():
     assert new[0].tolist() == [1, 2, 5, 7, 9] and new[1].tolist() == [10, 20, 55, 0, 90]
     assert table[1].tolist() == [20, 50, 90]  # the given table is unchanged
     store = SortedTables((torch.int32,), min_recent=1)
-    store.set(torch.tensor([4, 8]), [torch.tensor([1, 2], dtype=torch.int32)])
-    store.set(torch.tensor([4, 6]), [torch.tensor([3, 4], dtype=torch.int32)])
+    every = torch.ones(2, dtype=torch.bool)
+    store.update(torch.tensor([4, 8]), [(torch.tensor([1, 2], dtype=torch.int32), every)])
+    store.update(torch.tensor([4, 6]), [(torch.tensor([3, 4], dtype=torch.int32), every)])
     assert store.lookup(torch.tensor([8, 4, 6, 5]))[0].tolist() == [2, 3, 4, 0]
     assert store.table()[0].tolist() == [4, 6, 8] and len(store) == 3
+    # A masked column keeps its value where the mask does not hold.
+    store.update(torch.tensor([4, 9]), [(torch.tensor([7, 5], dtype=torch.int32),
+                                         torch.tensor([False, True]))])
+    assert store.lookup(torch.tensor([4, 9]))[0].tolist() == [3, 5]

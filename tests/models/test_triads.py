@@ -107,11 +107,11 @@ def test_matches_brute_force_on_a_random_stream(min_recent):
         events = list(zip(src[:k].tolist(), dst[:k].tolist(), sign[:k].tolist(), strict=True))
         want = np.stack([brute_force(events, n, a, b) for a, b in zip(qu, qv, strict=True)])
         np.testing.assert_allclose(got, want, atol=1e-6, err_msg=f"after {k} events")
-        both += tri.main[0].numel() > 0 and tri.recent[0].numel() > 0
-        before = tri.main[0].numel()
+        both += tri.tables.main[0].numel() > 0 and tri.tables.recent[0].numel() > 0
+        before = tri.tables.main[0].numel()
         tri.observe(torch.tensor(src[k:k + 50]), torch.tensor(dst[k:k + 50]),
                     torch.tensor(sign[k:k + 50], dtype=torch.float))
-        merges += tri.main[0].numel() != before
+        merges += tri.tables.main[0].numel() != before
     assert (merges > 0) == (min_recent < 10**9)
     assert (both > 0) == (min_recent < 10**9)  # queries read both tables
 
