@@ -234,10 +234,6 @@ class SignedMemory(nn.Module):
         if b == 0:
             return
         node = torch.cat([src, dst])
-        todo = torch.unique(node)
-        self.memory.index_copy_(1, todo, self.current.index_select(1, todo))
-        self.last_update.index_copy_(0, todo, self.current_last.index_select(0, todo))
-        self.pend_count[todo] = 0
         other = torch.cat([dst, src])
         role = torch.cat([torch.zeros_like(t), torch.ones_like(t)])
         edge = torch.stack([sign.repeat(2), weight.repeat(2), role], dim=-1)
@@ -246,6 +242,9 @@ class SignedMemory(nn.Module):
         node, other, edge = node[order], other[order], edge[order]
         tt = t.repeat(2)[order]
         perm, pos, size, uc = group_positions(node)
+        todo = uc[0]  # the batch's nodes: persist their current memories first
+        self.memory.index_copy_(1, todo, self.current.index_select(1, todo))
+        self.last_update.index_copy_(0, todo, self.current_last.index_select(0, todo))
         keep_from = (size - self.slots).clamp(min=0)
         sel = pos >= keep_from
         idx = perm[sel]
@@ -254,7 +253,7 @@ class SignedMemory(nn.Module):
         self.pend_partner[n_sel, slot] = self.memory.index_select(1, other[idx]).transpose(0, 1)
         self.pend_t[n_sel, slot] = tt[idx]
         self.pend_edge[n_sel, slot] = edge[idx]
-        self.pend_count[uc[0]] = uc[1].clamp(max=self.slots)
+        self.pend_count[todo] = uc[1].clamp(max=self.slots)
         mem, last = self._apply_pending(todo)
         self.current.index_copy_(1, todo, mem)
         self.current_last.index_copy_(0, todo, last)
