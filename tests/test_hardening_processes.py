@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 LONG = """name = "long"
@@ -65,11 +67,16 @@ def running_runs(db: Path) -> int:
         return 0
 
 
-def test_workers_exit_when_the_sweep_process_is_killed(tmp_path):
+# A sweep started as a background job (``cmd &`` in a script, ``nohup``) inherits SIGINT
+# ignored; its workers must still mark their runs aborted when it is killed.
+@pytest.mark.parametrize("sigint", ["handled", "ignored"])
+def test_workers_exit_when_the_sweep_process_is_killed(tmp_path, sigint):
     (tmp_path / "long.toml").write_text(LONG)
     db = tmp_path / "long.db"
+    ignore = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); " * (sigint == "ignored")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from cli import app; app()", "run", str(tmp_path / "long.toml"),
+        [sys.executable, "-c", ignore + "from cli import app; app()", "run",
+         str(tmp_path / "long.toml"),
          "--db", str(db), "--workers", "2", "--no-progress"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

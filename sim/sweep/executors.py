@@ -79,6 +79,11 @@ _STOP_GRACE_S = 10.0
 #: Exit status of a pool worker that ended because the sweep's process died.
 _PARENT_DIED = 70
 
+#: Signal by which a pool worker's watch thread interrupts a run when the sweep's process
+#: died. Not SIGINT: a sweep started as a background job ignores SIGINT, and so do its
+#: workers, and Python delivers no simulated signal that is ignored.
+_PARENT_SIGNAL = signal.SIGUSR1
+
 #: Modules the fork server imports once, so that workers start with them loaded (and,
 #: through ``sim.engine.warmup``, with the compiled loops ready).
 _PRELOAD = ["sim.sweep.experiment", "sim.engine.simulate", "sim.engine.warmup"]
@@ -88,6 +93,7 @@ _PRELOAD = ["sim.sweep.experiment", "sim.engine.simulate", "sim.engine.warmup"]
 _IN_POOL_WORKER = False
 _STOP: Any = None  # a multiprocessing Event in pool workers: set when the sweep stops
 _PARENT_GONE = threading.Event()  # set in a pool worker whose sweep process died
+_RUN_GOING = False  # a run is going in this process's main thread
 
 
 def _init_pool_worker(parent_ignores_sigint: bool, stop: Any, parent: int = 0) -> None:
@@ -113,9 +119,11 @@ def exit_with_parent(parent: int, grace_s: float = _STOP_GRACE_S) -> threading.T
     """Make this process exit when process ``parent`` dies (even by ``kill -9``).
 
     A daemon thread waits on a pidfd of the parent (Linux), else polls it once a
-    second. When the parent is gone it interrupts the main thread (a run going under
-    :func:`sigint_aborts_run` is then marked ``aborted``), waits ``grace_s`` seconds
-    and ends the process. Committed rows are kept: every batch is its own transaction.
+    second. When the parent is gone it interrupts the main thread with ``SIGUSR1`` (a
+    run going under :func:`sigint_aborts_run` then raises ``KeyboardInterrupt`` and is
+    marked ``aborted``, even where SIGINT is ignored), waits ``grace_s`` seconds and
+    ends the process. Committed rows are kept: every batch is its own transaction. Call
+    it from the main thread (it installs the ``SIGUSR1`` handler).
 
     Args:
         parent: The process to watch (must be alive now).
@@ -131,6 +139,7 @@ def exit_with_parent(parent: int, grace_s: float = _STOP_GRACE_S) -> threading.T
         os._exit(_PARENT_DIED)
     except (AttributeError, OSError):
         pidfd = -1
+    signal.signal(_PARENT_SIGNAL, _abort_run_of_dead_parent)
 
     def watch() -> None:
         if pidfd >= 0:
@@ -139,13 +148,19 @@ def exit_with_parent(parent: int, grace_s: float = _STOP_GRACE_S) -> threading.T
             while _alive(parent):
                 time.sleep(1.0)
         _PARENT_GONE.set()  # queued tasks are skipped from now on
-        _thread.interrupt_main()
+        _thread.interrupt_main(_PARENT_SIGNAL)
         time.sleep(grace_s)
         os._exit(_PARENT_DIED)
 
     thread = threading.Thread(target=watch, name="signsim-parent-watch", daemon=True)
     thread.start()
     return thread
+
+
+def _abort_run_of_dead_parent(signum: int, frame: Any) -> None:
+    """In the main thread, once the sweep's process died: end a going run as Ctrl-C would."""
+    if _RUN_GOING:
+        raise KeyboardInterrupt("the sweep's process died")
 
 
 def _alive(pid: int) -> bool:
@@ -168,15 +183,22 @@ def sigint_aborts_run() -> Generator[None, None, None]:
     """In a pool worker, let Ctrl-C raise ``KeyboardInterrupt`` while a run is going.
 
     Elsewhere (in-process, Dask workers, a pool whose parent ignores SIGINT, a thread
-    other than the main one) the SIGINT handler is left as it is.
+    other than the main one) the SIGINT handler is left as it is. In the main thread the
+    run also counts as going for :func:`exit_with_parent`, whose interrupt, when the
+    sweep's process dies, raises ``KeyboardInterrupt`` only in a going run, whatever the
+    SIGINT handler.
     """
+    global _RUN_GOING
     restore: Any = None
-    if _IN_POOL_WORKER and threading.current_thread() is threading.main_thread():
+    main = threading.current_thread() is threading.main_thread()
+    if _IN_POOL_WORKER and main:
         # While a run is going, Ctrl-C aborts it cleanly (its row becomes ``aborted``).
         restore = signal.signal(signal.SIGINT, signal.default_int_handler)
+    going, _RUN_GOING = _RUN_GOING, _RUN_GOING or main  # the death of the sweep's process too
     try:
         yield
     finally:
+        _RUN_GOING = going
         if restore is not None:
             signal.signal(signal.SIGINT, restore)
 
