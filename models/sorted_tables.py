@@ -106,11 +106,15 @@ class SortedTables:
 
 
 def find_keys(keys: Tensor, look: Tensor) -> tuple[Tensor, Tensor]:
-    """Row of each ``look`` key in a sorted key table (clamped) and whether it is there."""
+    """Where each ``look`` key is or would go in a sorted key table, and whether it is there.
+
+    The first tensor is the key's row when it is there and its insertion row otherwise
+    (which may be ``len(keys)``).
+    """
+    pos = torch.searchsorted(keys, look)
     if keys.numel() == 0:
-        return torch.zeros_like(look), torch.zeros_like(look, dtype=torch.bool)
-    hit = torch.searchsorted(keys, look).clamp(max=keys.numel() - 1)
-    return hit, keys[hit] == look
+        return pos, torch.zeros_like(look, dtype=torch.bool)
+    return pos, keys[pos.clamp(max=keys.numel() - 1)] == look
 
 
 def upsert(table: tuple[Tensor, ...], keys: Tensor,
@@ -127,8 +131,7 @@ def upsert(table: tuple[Tensor, ...], keys: Tensor,
         A new table (the given tensors are left as they were).
     """
     old, dev = table[0], table[0].device
-    pos = torch.searchsorted(old, keys)
-    found = find_keys(old, keys)[1]
+    pos, found = find_keys(old, keys)
     new = ~found
     m = int(new.sum())
     if m == 0:
