@@ -46,8 +46,8 @@ from models.stream import iter_event_chunks, load_window, stream_batches, stream
 from models.train import TrainConfig, fit_stream  # noqa: E402
 from sim.store.database import open_store  # noqa: E402
 
-__all__ = ["add_arguments", "add_stream_arguments", "scale", "simulate_events",
-           "simulated_batches", "simulated_stream"]
+__all__ = ["add_arguments", "add_stream_arguments", "model_overrides", "scale",
+           "simulate_events", "simulated_batches", "simulated_stream"]
 
 
 def _peak_rss_mb() -> float:
@@ -167,7 +167,7 @@ def _test_sign_auc(model: Any, store: Any, info: Any, eval_events: int, chunk: i
     return float(roc_auc_score(y, s)), len(y)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """``--set key=value`` model settings (JSON values: ``triads=false``, ``fg_iters=0``)."""
     out = {}
     for item in args.set:
@@ -182,7 +182,7 @@ def _arm(store: Any, info: Any, args: argparse.Namespace, batch: int, epochs: in
                       stream_chunk=args.stream_chunk, val_window=args.val_window,
                       n_neg=20, select_neg=20, patience=args.patience or epochs, seed=seed,
                       adapt=False)
-    mcfg = ModelConfig(num_nodes=info.num_nodes, **_overrides(args))
+    mcfg = ModelConfig(num_nodes=info.num_nodes, **model_overrides(args))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rss0 = _rss_mb()
@@ -214,7 +214,7 @@ def _reference(store: Any, info: Any, args: argparse.Namespace,
 
     end = min(args.pyg_events, info.split.train_end)
     window = load_window(store, info, 0, end, args.stream_chunk).to(device)
-    cfg = ModelConfig(num_nodes=info.num_nodes, **_overrides(args))
+    cfg = ModelConfig(num_nodes=info.num_nodes, **model_overrides(args))
     out: dict[str, Any] = {"events": end}
     for b in [x for x in (args.small_batch, args.large_batch) if x > 0]:
         impls = {"ours": _Ours(window, cfg, device), "pyg": _PyGReference(window, cfg, device)}
@@ -245,7 +245,7 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     result: dict[str, Any] = {"task": "scale", "device": str(device),
-                              "model_overrides": _overrides(args),
+                              "model_overrides": model_overrides(args),
                               "threads": torch.get_num_threads(),
                               "rss_after_imports_mb": _rss_mb()}
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from bench_scale import simulated_stream  # noqa: E402
+from bench_scale import model_overrides, simulated_stream  # noqa: E402
 
 from models.data import EventBatch, iter_batches  # noqa: E402
 from models.sampling import TrainingNegatives  # noqa: E402
@@ -100,10 +100,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="model settings, e.g. triads=false")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    over: dict[str, Any] = {"fg_growth": 0.05}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        over[key] = json.loads(value)
+    over: dict[str, Any] = {"fg_growth": 0.05, **model_overrides(args)}
     ev = simulated_stream(args.events, seed=0)
     end = min(args.limit, len(ev))
     cfg = ModelConfig(num_nodes=ev.num_nodes, **over)
